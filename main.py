@@ -1,0 +1,38 @@
+"""Entry point: parse the config, load the data, then train or test.
+
+    python main.py                     # train with the defaults in arguments.py
+    python main.py --resume=True       # continue the run from its latest checkpoint
+    python main.py --is_train=False    # test the best checkpoint, write the report
+"""
+
+import sys
+
+from arguments import ConfigError, get_config
+
+
+def main(argv=None):
+    config = get_config(argv)
+    # Heavy imports only after the flags are known to be valid.
+    import torch
+
+    from data_loader import get_data
+    from trainer import Trainer
+    from utils import seed_everything
+
+    if config.use_gpu and not torch.cuda.is_available():
+        raise ConfigError("--use_gpu=True but CUDA is not available")
+    seed_everything(config.random_seed)
+    data = get_data(config)
+    trainer = Trainer(config, data)
+    if config.is_train:
+        trainer.train()
+    else:
+        trainer.test()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as err:
+        print(f"main.py: error: {err}", file=sys.stderr)
+        sys.exit(2)

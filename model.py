@@ -1,0 +1,97 @@
+"""RecurrentAttention: the RAM of Mnih et al. (2014), and its one rollout over T glimpses."""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork,
+                     LocationNetwork, Retina)
+
+
+class Rollout(NamedTuple):
+    """Everything one pass over T glimpses produces, batch-major.
+
+    h       (B, T, D)  hidden state after glimpse t (h_1 .. h_T)
+    logits  (B, T, C)  class logits from h_t
+    l       (B, T, 2)  location of glimpse t, clamped to [-1, 1]
+    mu      (B, T, 2)  policy mean that l_t was sampled from (computed from h_{t-1})
+    log_pi  (B, T)     log pi(l_t | h_{t-1}) of the unclamped sample
+    b       (B, T)     baseline b_t = b(h_{t-1}), a prediction of the return G_t
+    """
+
+    h: torch.Tensor
+    logits: torch.Tensor
+    l: torch.Tensor
+    mu: torch.Tensor
+    log_pi: torch.Tensor
+    b: torch.Tensor
+
+
+class RecurrentAttention(nn.Module):
+    """Glimpse at l_t ~ pi(. | h_{t-1}), update h_t, classify from h_t; t = 1..T.
+
+    h_0 = 0, so the first location's mean tanh(b_l) is learnt like every other.
+    """
+
+    def __init__(self, *, in_channels, num_classes, patch_size, num_patches, glimpse_scale,
+                 glimpse_hidden, loc_hidden, hidden_size, std, reinforce_core=False):
+        super().__init__()
+        self.retina = Retina(patch_size=patch_size, num_patches=num_patches, glimpse_scale=glimpse_scale)
+        self.glimpse = GlimpseNetwork(phi_size=in_channels * self.retina.out_size,
+                                      glimpse_hidden=glimpse_hidden, loc_hidden=loc_hidden,
+                                      out_size=hidden_size)
+        self.core = CoreNetwork(input_size=hidden_size, hidden_size=hidden_size)
+        self.locator = LocationNetwork(input_size=hidden_size, std=std)
+        self.classifier = ActionNetwork(input_size=hidden_size, num_classes=num_classes)
+        self.baseliner = BaselineNetwork(input_size=hidden_size)
+        # False: the REINFORCE term trains only the location network (its input h is
+        # detached); True: its gradient also reaches the core and glimpse network.
+        self.reinforce_core = reinforce_core
+
+    @classmethod
+    def from_config(cls, config, *, in_channels, num_classes):
+        return cls(in_channels=in_channels, num_classes=num_classes,
+                   patch_size=config.patch_size, num_patches=config.num_patches,
+                   glimpse_scale=config.glimpse_scale, glimpse_hidden=config.glimpse_hidden,
+                   loc_hidden=config.loc_hidden, hidden_size=config.hidden_size,
+                   std=config.std, reinforce_core=config.reinforce_core)
+
+    def rollout(self, x, num_glimpses):
+        """Run T = num_glimpses glimpses on x (B, C_in, H, W); return a `Rollout`."""
+        B = x.shape[0]
+        prepared = self.retina.prepare(x)
+        glimpse = self.glimpse.fuse()
+        core = self.core.fuse()
+        state = self.core.init_state(B, x.device, x.dtype)
+        # The location noise of all T steps in one draw: l_t = mu_t + std * eps_t.
+        eps = torch.randn(B, num_glimpses, 2, device=x.device, dtype=x.dtype)  # (B, T, 2)
+
+        hs, mus, l_raws = [], [], []
+        h_prev = state[0]
+        for t in range(num_glimpses):
+            mu = self.locator(h_prev if self.reinforce_core else h_prev.detach())  # (B, 2)
+            # Score-function sample: no gradient flows through l into the glimpse.
+            l_raw = mu.detach() + self.locator.std * eps[:, t]  # (B, 2)
+            l = l_raw.clamp(-1.0, 1.0)
+            state = core(glimpse(self.retina(prepared, l), l), state)
+            h_prev = state[0]
+            hs.append(h_prev)
+            mus.append(mu)
+            l_raws.append(l_raw)
+
+        h = torch.stack(hs, 1)  # (B, T, D)
+        mu = torch.stack(mus, 1)  # (B, T, 2)
+        l_raw = torch.stack(l_raws, 1)  # (B, T, 2)
+        h_before = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)  # (B, T, D): h_0 .. h_{T-1}
+        return Rollout(
+            h=h,
+            logits=self.classifier(h),  # (B, T, C)
+            l=l_raw.clamp(-1.0, 1.0),  # (B, T, 2)
+            mu=mu,
+            log_pi=self.locator.log_prob(l_raw, mu),  # (B, T)
+            b=self.baseliner(h_before.detach()),  # (B, T)
+        )
+
+    def forward(self, x, num_glimpses):
+        return self.rollout(x, num_glimpses)

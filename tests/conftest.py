@@ -1,0 +1,35 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def dir_flags(tmp):
+    """Flags that keep every output of a run inside tmp."""
+    return [f"--{name}_dir={tmp}/{name}" for name in ("ckpt", "logs", "plot", "report", "data")]
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run `python main.py ARGS` in a subprocess with outputs under tmp_path."""
+
+    def run(*args, dirs=True):
+        argv = [sys.executable, os.path.join(ROOT, "main.py"), *args, *(dir_flags(tmp_path) if dirs else [])]
+        return subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+    return run
+
+
+@pytest.fixture
+def run_main(tmp_path):
+    """Call main.main(ARGS) in this process with outputs under tmp_path."""
+    import main
+
+    def run(*args):
+        return main.main([*args, *dir_flags(tmp_path)])
+
+    return run

@@ -1,0 +1,101 @@
+"""main.py end to end: smoke train + test, resume equals unbroken, bad input exits 2."""
+
+import json
+import os
+
+import pytest
+import torch
+
+SMALL = ["--subset=256", "--batch_size=64", "--hidden_size=32", "--glimpse_hidden=16", "--loc_hidden=16",
+         "--num_glimpses=3", "--plot_freq=1"]
+
+
+def test_smoke_train_then_test(run_cli, tmp_path):
+    train = run_cli(*SMALL, "--epochs=1", "--run_name=smoke")
+    assert train.returncode == 0, train.stderr
+    assert "epoch 1/1" in train.stdout
+    run = tmp_path / "ckpt" / "smoke"
+    assert {"latest.pt", "best.pt", "config.json"} <= set(os.listdir(run))
+    assert json.loads((run / "config.json").read_text())["num_glimpses"] == 3
+    assert os.listdir(tmp_path / "logs" / "smoke"), "no TensorBoard events"
+    assert (tmp_path / "plot" / "smoke" / "epoch_1.png").stat().st_size > 0
+
+    test = run_cli(*SMALL, "--is_train=False", "--run_name=smoke")
+    assert test.returncode == 0, test.stderr
+    metrics = json.loads((tmp_path / "report" / "smoke" / "metrics.json").read_text())["test"]
+    assert metrics["count"] == 256 and len(metrics["accuracy_t"]) == 3
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert f"{metrics['accuracy']:.2%}" in test.stdout
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_resume_equals_unbroken_run(run_main, tmp_path):
+    run_main(*SMALL, "--epochs=2", "--run_name=straight")
+    run_main(*SMALL, "--epochs=1", "--run_name=broken")
+    run_main(*SMALL, "--epochs=2", "--run_name=broken", "--resume=True")
+    a = weights(tmp_path / "ckpt" / "straight" / "latest.pt")
+    b = weights(tmp_path / "ckpt" / "broken" / "latest.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in ("best_acc", "counter"):
+        assert a[key] == b[key]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def one_line_error(result, *needles):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--resume=maybe"], "--resume"),
+    (["--is_train=Flase"], "--is_train"),
+    (["--num_glimpse=4"], "unrecognized arguments"),
+    (["--patch_size=0"], "--patch_size"),
+    (["--std=0"], "--std"),
+    (["--std=nan"], "--std"),
+    (["--batch_size=-3"], "--batch_size"),
+    (["--patch_size=16", "--num_patches=3", "--glimpse_scale=2"], "largest retina patch"),
+    (["--data_type=imagenet"], "--data_type"),
+    (["--run_name=../x"], "--run_name"),
+])
+def test_bad_flags_exit_2_with_one_line(run_cli, tmp_path, args, needle):
+    result = run_cli(*args)
+    one_line_error(result, needle)
+    assert not (tmp_path / "ckpt").exists(), "a rejected command wrote files"
+
+
+def test_checkpoint_errors_are_clear_and_destroy_nothing(run_cli, tmp_path):
+    one_line_error(run_cli(*SMALL, "--is_train=False", "--run_name=none"), "no checkpoint")
+    one_line_error(run_cli(*SMALL, "--resume=True", "--run_name=none"), "no checkpoint")
+
+    assert run_cli(*SMALL, "--epochs=1", "--run_name=r").returncode == 0
+    run = tmp_path / "ckpt" / "r"
+    before = {name: (run / name).read_bytes() for name in os.listdir(run)}
+
+    # A fresh run over an existing one is refused.
+    one_line_error(run_cli(*SMALL, "--epochs=1", "--run_name=r"), "--resume=True")
+    # Different model settings name the differing field.
+    one_line_error(run_cli(*SMALL, "--hidden_size=48", "--is_train=False", "--run_name=r"), "hidden_size")
+    one_line_error(run_cli(*SMALL, "--hidden_size=48", "--epochs=2", "--resume=True", "--run_name=r"),
+                   "hidden_size")
+    assert {name: (run / name).read_bytes() for name in os.listdir(run)} == before
+
+    (run / "best.pt").write_bytes(before["best.pt"][: len(before["best.pt"]) // 2])  # truncated
+    one_line_error(run_cli(*SMALL, "--is_train=False", "--run_name=r"), "corrupt")
+    (run / "latest.pt").write_bytes(b"not a checkpoint")
+    one_line_error(run_cli(*SMALL, "--epochs=2", "--resume=True", "--run_name=r"), "corrupt")
+
+
+def test_help_lists_flags(run_cli):
+    result = run_cli("--help", dirs=False)
+    assert result.returncode == 0
+    for flag in ("--num_glimpses", "--resume", "--is_train", "--M", "--data_source"):
+        assert flag in result.stdout

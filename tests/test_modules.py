@@ -1,0 +1,142 @@
+"""The RAM's parts against slow references and closed forms."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import RecurrentAttention
+from modules import CoreNetwork, GlimpseNetwork, LocationNetwork, Retina, box_filter
+
+
+def slow_retina(x, l, *, g, k, s):
+    """Per-image, per-scale reference: crop S x S around the centre from a zero-padded
+    copy, average-pool by S / g, flatten, concatenate."""
+    B, C_in, H, W = x.shape
+    out = []
+    for b in range(B):
+        cx = math.floor((l[b, 0].item() + 1) * (W / 2.0))
+        cy = math.floor((l[b, 1].item() + 1) * (H / 2.0))
+        pieces = []
+        for i in range(k):
+            side = g * s ** i
+            top, left = cy - side // 2, cx - side // 2
+            patch = torch.zeros(C_in, side, side)
+            for r in range(side):
+                for c in range(side):
+                    if 0 <= top + r < H and 0 <= left + c < W:
+                        patch[:, r, c] = x[b, :, top + r, left + c]
+            pooled = F.avg_pool2d(patch[None], s ** i)[0]  # (C_in, g, g)
+            pieces.append(pooled.reshape(-1))
+        out.append(torch.cat(pieces))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("g,k,s,size,channels", [(8, 1, 1, 28, 1), (4, 3, 2, 28, 1), (6, 2, 3, 40, 2),
+                                                 (12, 3, 2, 60, 1), (5, 2, 2, 21, 1)])
+def test_batched_retina_equals_slow_reference(g, k, s, size, channels):
+    torch.manual_seed(0)
+    x = torch.rand(12, channels, size, size)
+    corners = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [0.0, 0.0], [0.999, -0.999]])
+    l = torch.cat([corners, torch.rand(6, 2) * 2 - 1])
+    fast = Retina(patch_size=g, num_patches=k, glimpse_scale=s).extract(x, l)
+    slow = slow_retina(x, l, g=g, k=k, s=s)
+    assert fast.shape == (12, channels * k * g * g)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
+
+
+def test_retina_exact_window_at_centre_and_zeros_past_the_edge():
+    H = W = 28
+    coded = (torch.arange(H * W, dtype=torch.float32) + 1).view(1, 1, H, W)  # pixel value = r*W + c + 1
+    retina = Retina(patch_size=8, num_patches=1, glimpse_scale=1)
+    phi = retina.extract(coded, torch.zeros(1, 2)).view(8, 8)
+    torch.testing.assert_close(phi, coded[0, 0, 10:18, 10:18], rtol=0, atol=0)  # 10 pixels each side
+
+    phi = retina.extract(coded, torch.tensor([[-1.0, -1.0]])).view(8, 8)  # centre (0, 0): rows/cols -4..3
+    assert (phi[:4] == 0).all() and (phi[:, :4] == 0).all()
+    torch.testing.assert_close(phi[4:, 4:], coded[0, 0, :4, :4], rtol=0, atol=0)
+
+    phi = retina.extract(coded, torch.tensor([[1.0, 0.0]])).view(8, 8)  # centre column 28: cols 24..31
+    torch.testing.assert_close(phi[:, :4], coded[0, 0, 10:18, 24:28], rtol=0, atol=0)
+    assert (phi[:, 4:] == 0).all()
+
+
+def test_retina_x_is_column_and_y_is_row():
+    image = torch.zeros(1, 1, 28, 28)
+    image[0, 0, 2, 25] = 1.0  # top-right corner region: row 2, column 25
+    retina = Retina(patch_size=4, num_patches=1, glimpse_scale=1)
+    assert retina.extract(image, torch.tensor([[0.8, -0.8]])).sum() == 1  # x right, y up
+    assert retina.extract(image, torch.tensor([[-0.8, 0.8]])).sum() == 0
+
+
+def test_box_filter_equals_avg_pool():
+    x = torch.rand(2, 3, 30, 30)
+    for m in (2, 3, 4):
+        expected = F.pad(F.avg_pool2d(x, m, stride=1), (0, m - 1, 0, m - 1))
+        torch.testing.assert_close(box_filter(x, m), expected)
+
+
+def test_fused_glimpse_network_equals_paper_formula():
+    torch.manual_seed(0)
+    net = GlimpseNetwork(phi_size=64, glimpse_hidden=32, loc_hidden=16, out_size=48)
+    phi, l = torch.rand(5, 64), torch.rand(5, 2) * 2 - 1
+    expected = F.relu(net.fc_what(F.relu(net.fc_phi(phi))) + net.fc_where(F.relu(net.fc_l(l))))
+    torch.testing.assert_close(net(phi, l), expected)
+
+
+def test_fused_core_equals_paper_formula():
+    torch.manual_seed(0)
+    core = CoreNetwork(input_size=48, hidden_size=32)
+    g, h = torch.rand(5, 48), torch.rand(5, 32)
+    torch.testing.assert_close(core(g, (h,))[0], F.relu(core.fc_g(g) + core.fc_h(h)))
+
+
+def test_log_pi_equals_closed_form_gaussian_density():
+    std = 0.17
+    policy = LocationNetwork(input_size=4, std=std)
+    mu = torch.tensor([[0.1, -0.3], [0.9, 0.5]])
+    l = torch.tensor([[0.4, -0.2], [1.3, 0.45]])  # 1.3: outside [-1, 1], as before the clamp
+    by_hand = -(((l - mu) ** 2) / (2 * std ** 2) + math.log(std) + 0.5 * math.log(2 * math.pi)).sum(-1)
+    torch.testing.assert_close(policy.log_prob(l, mu), by_hand)
+    torch.testing.assert_close(policy.log_prob(l, mu), torch.distributions.Normal(mu, std).log_prob(l).sum(-1))
+
+
+def make_model(**overrides):
+    settings = dict(in_channels=1, num_classes=10, patch_size=8, num_patches=1, glimpse_scale=1,
+                    glimpse_hidden=32, loc_hidden=16, hidden_size=24, std=0.1)
+    settings.update(overrides)
+    return RecurrentAttention(**settings)
+
+
+@pytest.mark.parametrize("B", [1, 7])
+def test_rollout_shapes_and_consistency(B):
+    torch.manual_seed(0)
+    model = make_model()
+    out = model.rollout(torch.rand(B, 1, 28, 28), 4)
+    assert out.h.shape == (B, 4, 24) and out.logits.shape == (B, 4, 10)
+    assert out.l.shape == out.mu.shape == (B, 4, 2) and out.log_pi.shape == out.b.shape == (B, 4)
+    assert out.l.abs().max() <= 1
+    # The first glimpse is chosen from h_0 = 0, so its mean is tanh(b_l) for every image.
+    torch.testing.assert_close(out.mu[:, 0], torch.tanh(model.locator.fc.bias).expand(B, 2))
+    # b_1 = b(h_0), b_t = b(h_{t-1}); logits from h_t.
+    torch.testing.assert_close(out.b[:, 1:], model.baseliner(out.h[:, :-1]))
+    torch.testing.assert_close(out.logits, model.classifier(out.h))
+
+
+def test_rollout_matches_step_by_step_unfused_recomputation():
+    """The fused, vectorised rollout equals the paper's equations applied one step at a time."""
+    torch.manual_seed(0)
+    model = make_model(num_patches=2, glimpse_scale=2)
+    x = torch.rand(3, 1, 28, 28)
+    out = model.rollout(x, 3)
+    h = torch.zeros(3, 24)
+    for t in range(3):
+        mu = torch.tanh(model.locator.fc(h))
+        torch.testing.assert_close(out.mu[:, t], mu)
+        l = out.l[:, t]
+        phi = model.retina.extract(x, l)
+        n = model.glimpse
+        g = F.relu(n.fc_what(F.relu(n.fc_phi(phi))) + n.fc_where(F.relu(n.fc_l(l))))
+        h = F.relu(model.core.fc_g(g) + model.core.fc_h(h))
+        torch.testing.assert_close(out.h[:, t], h)

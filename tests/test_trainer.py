@@ -1,0 +1,80 @@
+"""Rewards, returns and losses on hand-made tensors; gradients of the REINFORCE term."""
+
+import torch
+
+from model import RecurrentAttention
+from trainer import baseline_loss, hybrid_loss, reinforce_loss, returns, rewards
+
+
+def test_paper_reward_is_final_correctness_only():
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 5.0], [0.0, 5.0]],
+                           [[0.0, 5.0], [0.0, 5.0], [5.0, 0.0]]])  # (B=2, T=3, C=2)
+    y = torch.tensor([1, 1])
+    assert rewards(logits, y).tolist() == [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+
+
+def test_returns_are_reverse_cumulative_sums():
+    r = torch.tensor([[1.0, 0.0, 2.0, 0.5], [0.0, 0.0, 0.0, 1.0]])
+    assert returns(r).tolist() == [[3.5, 2.5, 2.5, 0.5], [1.0, 1.0, 1.0, 1.0]]
+
+
+def test_reinforce_and_baseline_losses_by_hand():
+    log_pi = torch.tensor([[-1.0, -2.0], [0.5, 1.0]])
+    A = torch.tensor([[1.0, -1.0], [2.0, 0.0]])
+    # -mean_b sum_t log_pi * A = -((-1 + 2) + (1 + 0)) / 2 = -1
+    assert reinforce_loss(log_pi, A).item() == -1.0
+    b = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    G = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
+    assert baseline_loss(b, G).item() == (0.25 + 0.25 + 0 + 1) / 4
+
+
+def test_reinforce_gradient_wrt_policy_mean():
+    """d/dmu of -sum_t log pi_t A_t / B is -(l - mu) / std^2 * A / B."""
+    std = 0.2
+    mu = torch.tensor([[[0.1, -0.2], [0.3, 0.0]]], requires_grad=True)  # (1, 2, 2)
+    l = torch.tensor([[[0.15, -0.5], [0.2, 0.4]]])
+    A = torch.tensor([[2.0, -1.0]])
+    log_pi = torch.distributions.Normal(mu, std).log_prob(l).sum(-1)
+    reinforce_loss(log_pi, A).backward()
+    expected = -(l - mu.detach()) / std ** 2 * A[..., None]
+    torch.testing.assert_close(mu.grad, expected)
+
+
+def model_and_batch(reinforce_core):
+    torch.manual_seed(0)
+    model = RecurrentAttention(in_channels=1, num_classes=10, patch_size=8, num_patches=1, glimpse_scale=1,
+                               glimpse_hidden=16, loc_hidden=8, hidden_size=12, std=0.1,
+                               reinforce_core=reinforce_core)
+    return model, torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+
+
+def test_reinforce_term_trains_only_the_policy_by_default():
+    model, x, y = model_and_batch(reinforce_core=False)
+    out = model.rollout(x, 3)
+    terms = hybrid_loss(out, y, actor_weight=1.0)
+    terms["reinforce"].backward()
+    for name, p in model.named_parameters():
+        reached = p.grad is not None and p.grad.abs().sum() > 0
+        assert reached == name.startswith("locator."), name
+
+
+def test_reinforce_term_reaches_the_core_when_asked():
+    model, x, y = model_and_batch(reinforce_core=True)
+    out = model.rollout(x, 3)
+    hybrid_loss(out, y, actor_weight=1.0)["reinforce"].backward()
+    assert model.core.fc_h.weight.grad.abs().sum() > 0
+    assert model.glimpse.fc_phi.weight.grad.abs().sum() > 0
+    assert model.classifier.fc.weight.grad is None  # the classifier is never on the policy's path
+
+
+def test_hybrid_loss_combines_terms_with_the_actor_weight():
+    model, x, y = model_and_batch(reinforce_core=False)
+    out = model.rollout(x, 3)
+    terms = hybrid_loss(out, y, actor_weight=0.25)
+    torch.testing.assert_close(terms["loss"], terms["nll"] + terms["baseline"] + 0.25 * terms["reinforce"])
+    # The baseline loss trains only the baseline network.
+    model.zero_grad()
+    terms["baseline"].backward()
+    for name, p in model.named_parameters():
+        reached = p.grad is not None and p.grad.abs().sum() > 0
+        assert reached == name.startswith("baseliner."), name
