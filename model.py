@@ -1,18 +1,19 @@
 """RecurrentAttention: the RAM of Mnih et al. (2014), and its one rollout over T glimpses."""
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
 
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, GlimpseNetwork,
-                     LocationNetwork, Retina)
+                     LocationNetwork, LSTMCore, Retina)
 
 
 class Rollout(NamedTuple):
     """Everything one pass over T glimpses produces, batch-major.
 
     h       (B, T, D)  hidden state after glimpse t (h_1 .. h_T)
+    c       (B, T, D)  LSTM cell state after glimpse t; None for the RNN core
     logits  (B, T, C)  class logits from h_t
     l       (B, T, 2)  location of glimpse t, clamped to [-1, 1]
     mu      (B, T, 2)  policy mean that l_t was sampled from (computed from h_{t-1})
@@ -21,6 +22,7 @@ class Rollout(NamedTuple):
     """
 
     h: torch.Tensor
+    c: Optional[torch.Tensor]
     logits: torch.Tensor
     l: torch.Tensor
     mu: torch.Tensor
@@ -35,13 +37,14 @@ class RecurrentAttention(nn.Module):
     """
 
     def __init__(self, *, in_channels, num_classes, patch_size, num_patches, glimpse_scale,
-                 glimpse_hidden, loc_hidden, hidden_size, std, reinforce_core=False):
+                 glimpse_hidden, loc_hidden, hidden_size, std, core_net_type="rnn", reinforce_core=False):
         super().__init__()
         self.retina = Retina(patch_size=patch_size, num_patches=num_patches, glimpse_scale=glimpse_scale)
         self.glimpse = GlimpseNetwork(phi_size=in_channels * self.retina.out_size,
                                       glimpse_hidden=glimpse_hidden, loc_hidden=loc_hidden,
                                       out_size=hidden_size)
-        self.core = CoreNetwork(input_size=hidden_size, hidden_size=hidden_size)
+        core_class = {"rnn": CoreNetwork, "lstm": LSTMCore}[core_net_type]
+        self.core = core_class(input_size=hidden_size, hidden_size=hidden_size)
         self.locator = LocationNetwork(input_size=hidden_size, std=std)
         self.classifier = ActionNetwork(input_size=hidden_size, num_classes=num_classes)
         self.baseliner = BaselineNetwork(input_size=hidden_size)
@@ -55,7 +58,8 @@ class RecurrentAttention(nn.Module):
                    patch_size=config.patch_size, num_patches=config.num_patches,
                    glimpse_scale=config.glimpse_scale, glimpse_hidden=config.glimpse_hidden,
                    loc_hidden=config.loc_hidden, hidden_size=config.hidden_size,
-                   std=config.std, reinforce_core=config.reinforce_core)
+                   std=config.std, core_net_type=config.core_net_type,
+                   reinforce_core=config.reinforce_core)
 
     def rollout(self, x, num_glimpses):
         """Run T = num_glimpses glimpses on x (B, C_in, H, W); return a `Rollout`."""
@@ -67,7 +71,7 @@ class RecurrentAttention(nn.Module):
         # The location noise of all T steps in one draw: l_t = mu_t + std * eps_t.
         eps = torch.randn(B, num_glimpses, 2, device=x.device, dtype=x.dtype)  # (B, T, 2)
 
-        hs, mus, l_raws = [], [], []
+        hs, cs, mus, l_raws = [], [], [], []
         h_prev = state[0]
         for t in range(num_glimpses):
             mu = self.locator(h_prev if self.reinforce_core else h_prev.detach())  # (B, 2)
@@ -77,6 +81,7 @@ class RecurrentAttention(nn.Module):
             state = core(glimpse(self.retina(prepared, l), l), state)
             h_prev = state[0]
             hs.append(h_prev)
+            cs.append(state[-1])
             mus.append(mu)
             l_raws.append(l_raw)
 
@@ -86,12 +91,26 @@ class RecurrentAttention(nn.Module):
         h_before = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)  # (B, T, D): h_0 .. h_{T-1}
         return Rollout(
             h=h,
+            c=torch.stack(cs, 1) if len(state) == 2 else None,  # (B, T, D)
             logits=self.classifier(h),  # (B, T, C)
             l=l_raw.clamp(-1.0, 1.0),  # (B, T, 2)
             mu=mu,
             log_pi=self.locator.log_prob(l_raw, mu),  # (B, T)
             b=self.baseliner(h_before.detach()),  # (B, T)
         )
+
+    def state_before(self, out, t):
+        """Core state before glimpse t (0-based) of a rollout: (h_t,) or (h_t, c_t), h_0 = 0."""
+        if t == 0:
+            B = out.h.shape[0]
+            return self.core.init_state(B, out.h.device, out.h.dtype)
+        return (out.h[:, t - 1],) if out.c is None else (out.h[:, t - 1], out.c[:, t - 1])
+
+    def step(self, x, l, state):
+        """One glimpse without the policy: the new core state after looking at x (B, C_in, H, W)
+        at l (B, 2) from `state`. Used to imagine glimpses (EIG); the rollout is the hot path."""
+        phi = self.retina.extract(x, l)
+        return self.core(self.glimpse(phi, l), state)
 
     def forward(self, x, num_glimpses):
         return self.rollout(x, num_glimpses)

@@ -160,6 +160,30 @@ class CoreNetwork(nn.Module):
         return self.fuse()(g_t, state)
 
 
+class LSTMCore(nn.Module):
+    """(h_t, c_t) = LSTMCell(g_t, (h_{t-1}, c_{t-1})): i, f, o gates and the cell update
+    c_t = f * c_{t-1} + i * tanh(W_c [g_t, h_{t-1}]), h_t = o * tanh(c_t).
+
+    State is the tuple `(h, c)`, carried through the rollout like the RNN's `(h,)`.
+    """
+
+    def __init__(self, *, input_size, hidden_size):
+        super().__init__()
+        self.cell = nn.LSTMCell(input_size, hidden_size)
+        self.hidden_size = hidden_size
+
+    def init_state(self, batch_size, device, dtype):
+        zeros = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+        return (zeros, zeros)
+
+    def fuse(self):
+        """LSTMCell already computes its four gates with one matmul per input."""
+        return self.forward
+
+    def forward(self, g_t, state):
+        return self.cell(g_t, state)
+
+
 class LocationNetwork(nn.Module):
     """Gaussian policy pi(l_t | h_{t-1}) = N(mu_t, std^2 I), mu_t = tanh(W_l h_{t-1} + b_l).
 

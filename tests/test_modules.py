@@ -140,3 +140,30 @@ def test_rollout_matches_step_by_step_unfused_recomputation():
         g = F.relu(n.fc_what(F.relu(n.fc_phi(phi))) + n.fc_where(F.relu(n.fc_l(l))))
         h = F.relu(model.core.fc_g(g) + model.core.fc_h(h))
         torch.testing.assert_close(out.h[:, t], h)
+
+
+def test_lstm_rollout_with_one_glimpse_is_one_lstmcell_step():
+    torch.manual_seed(0)
+    model = make_model(core_net_type="lstm")
+    x = torch.rand(4, 1, 28, 28)
+    out = model.rollout(x, 1)
+    l = out.l[:, 0]
+    g = model.glimpse(model.retina.extract(x, l), l)
+    cell = torch.nn.LSTMCell(24, 24)
+    cell.load_state_dict(model.core.cell.state_dict())
+    h, c = cell(g, (torch.zeros(4, 24), torch.zeros(4, 24)))
+    torch.testing.assert_close(out.h[:, 0], h)
+    torch.testing.assert_close(out.c[:, 0], c)
+
+
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_step_from_state_before_reproduces_the_rollout(core):
+    torch.manual_seed(0)
+    model = make_model(core_net_type=core)
+    x = torch.rand(3, 1, 28, 28)
+    out = model.rollout(x, 4)
+    for t in range(4):
+        state = model.step(x, out.l[:, t], model.state_before(out, t))
+        torch.testing.assert_close(state[0], out.h[:, t])
+        if core == "lstm":
+            torch.testing.assert_close(state[1], out.c[:, t])
