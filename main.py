@@ -25,9 +25,8 @@ def main(argv=None):
     data = get_data(config)
     trainer = Trainer(config, data)
     if config.is_train:
-        trainer.train()
-    else:
-        trainer.test()
+        return trainer.train()
+    return trainer.test()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from arguments import MODEL_FIELDS, ConfigError
+from information import entropy, information_gain
 from model import RecurrentAttention
 from utils import (AverageMeter, atomic_save, load_checkpoint, plot_glimpses, rng_state,
                    set_rng_state)
@@ -19,19 +20,45 @@ CHECKPOINT_FORMAT = 1
 
 # ----------------------------------------------------------------------------- pure maths
 
-def rewards(logits, y):
-    """Paper reward r (B, T): r_T = 1[argmax p_T == y], r_t = 0 for t < T.
+def rewards(logits, y, *, reward="default", beta=0.5):
+    """Reward r (B, T) of each glimpse, from logits (B, T, C) and labels y (B,).
 
-    logits (B, T, C), y (B,).
+    default (the paper): r_T = 1[argmax p_T == y], r_t = 0 for t < T.
+    infogain: r_t += beta * IG_t, IG_t = H_{t-1} - H_t the drop in the classifier's
+    entropy caused by glimpse t (H_0 = log C). A reward is a constant: no gradient.
     """
+    logits = logits.detach()
     r = torch.zeros(logits.shape[:2], device=logits.device)  # (B, T)
     r[:, -1] = (logits[:, -1].argmax(-1) == y).float()
+    if reward == "infogain":
+        r = r + beta * information_gain(logits.softmax(-1))
+    elif reward != "default":
+        raise ValueError(f"unknown reward {reward!r}")
     return r
 
 
 def returns(r):
     """Return-to-go G_t = sum_{k >= t} r_k: (B, T) -> (B, T)."""
     return r.flip(1).cumsum(1).flip(1)
+
+
+def ac2_advantage(r, b):
+    """One-step actor-critic advantage (B, T): A_t = r_t + b_{t+1} - b_t for t < T, A_T = r_T - b_T.
+
+    b_t = b(h_{t-1}) values the state in which l_t is chosen; b is treated as a constant.
+    """
+    b = b.detach()
+    next_b = torch.cat([b[:, 1:], torch.zeros_like(b[:, :1])], 1)  # (B, T): b_{t+1}, 0 after T
+    return r + next_b - b
+
+
+def advantages(r, b, *, training_mode="reinforce"):
+    """reinforce: A_t = G_t - b_t (return-to-go minus the detached baseline); ac2: `ac2_advantage`."""
+    if training_mode == "reinforce":
+        return returns(r) - b.detach()
+    if training_mode == "ac2":
+        return ac2_advantage(r, b)
+    raise ValueError(f"unknown training mode {training_mode!r}")
 
 
 def reinforce_loss(log_pi, advantage):
@@ -47,27 +74,53 @@ def baseline_loss(b, G):
     return F.mse_loss(b, G.detach())
 
 
-def classification_loss(logits, y):
-    """Cross-entropy of the final glimpse's prediction: -log p_T(y), batch mean."""
+def classification_loss(logits, y, *, every_glimpse=False):
+    """Cross-entropy -log p_T(y) of the final prediction, batch mean; with every_glimpse,
+    the mean over t = 1..T of -log p_t(y)."""
+    if every_glimpse:
+        T = logits.shape[1]
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.repeat_interleave(T))
     return F.cross_entropy(logits[:, -1], y)
 
 
-def hybrid_loss(out, y, *, actor_weight):
-    """The paper's hybrid loss: NLL + baseline MSE + actor_weight * REINFORCE.
+def hybrid_loss(out, y, *, actor_weight=1.0, critic_weight=1.0, reward="default", beta=0.5,
+                training_mode="reinforce", classify_all=False):
+    """The paper's hybrid loss: NLL + critic_weight * baseline MSE + actor_weight * REINFORCE.
 
-    Advantage A_t = G_t - b_t with b_t detached (the baseline only reduces variance).
-    Returns a dict of scalar tensors: loss, nll, baseline, reinforce, reward.
+    The baseline is regressed on the return G_t in both training modes; the advantage is
+    G_t - b_t (reinforce) or r_t + b_{t+1} - b_t (ac2), b detached either way.
+    Returns a dict of scalar tensors (loss, nll, baseline, reinforce, reward) and the
+    per-step (T,) batch means of reward_t and advantage_t.
     """
-    r = rewards(out.logits, y)
-    G = returns(r)
+    r = rewards(out.logits, y, reward=reward, beta=beta)  # (B, T)
+    A = advantages(r, out.b, training_mode=training_mode)  # (B, T)
     terms = {
-        "nll": classification_loss(out.logits, y),
-        "baseline": baseline_loss(out.b, G),
-        "reinforce": reinforce_loss(out.log_pi, G - out.b.detach()),
+        "nll": classification_loss(out.logits, y, every_glimpse=classify_all),
+        "baseline": baseline_loss(out.b, returns(r)),
+        "reinforce": reinforce_loss(out.log_pi, A),
     }
-    terms["loss"] = terms["nll"] + terms["baseline"] + actor_weight * terms["reinforce"]
+    terms["loss"] = terms["nll"] + critic_weight * terms["baseline"] + actor_weight * terms["reinforce"]
     terms["reward"] = r.sum(1).mean()
+    terms["reward_t"] = r.mean(0)
+    terms["advantage_t"] = A.mean(0)
     return terms
+
+
+def loss_settings(config):
+    """The keyword arguments of `hybrid_loss` that the config sets."""
+    return dict(actor_weight=config.actor_weight, critic_weight=config.critic_weight,
+                reward=config.reward, beta=config.reward_beta, training_mode=config.training_mode,
+                classify_all=config.classify_all)
+
+
+def glimpse_statistics(probs, y):
+    """Per-glimpse batch sums (T,) of correct predictions, entropy H_t and IG_t, from
+    class probabilities probs (B, T, C) and labels y (B,)."""
+    return {
+        "correct_t": (probs.argmax(-1) == y[:, None]).float().sum(0),
+        "entropy_t": entropy(probs).sum(0),
+        "ig_t": information_gain(probs).sum(0),
+    }
 
 
 def mc_probabilities(model, x, num_glimpses, M):
@@ -76,6 +129,31 @@ def mc_probabilities(model, x, num_glimpses, M):
     out = model.rollout(x.repeat(M, 1, 1, 1), num_glimpses)
     probs = out.logits.softmax(-1).view(M, B, *out.logits.shape[1:]).mean(0)  # (B, T, C)
     return probs, out
+
+
+def per_glimpse(sums, n):
+    """Batch sums (T,) -> means as lists, renaming correct_t to accuracy_t; accuracy = accuracy_T."""
+    metrics = {("accuracy_t" if k == "correct_t" else k): (v / n).tolist() for k, v in sums.items()}
+    metrics["accuracy"] = metrics["accuracy_t"][-1]
+    return metrics
+
+
+def format_glimpse_table(metrics):
+    """Per-glimpse accuracy, entropy and IG as a small text table."""
+    rows = ["glimpse  accuracy  entropy H_t  info gain IG_t"]
+    for t, (a, h, ig) in enumerate(zip(metrics["accuracy_t"], metrics["entropy_t"], metrics["ig_t"]), 1):
+        rows.append(f"{t:>7}  {a:>8.2%}  {h:>11.4f}  {ig:>14.4f}")
+    return "\n".join(rows)
+
+
+def log_scalars(writer, prefix, metrics, step):
+    """Scalars as prefix/name; per-glimpse lists as prefix/name/glimpse_t."""
+    for key, value in metrics.items():
+        if isinstance(value, list):
+            for t, v in enumerate(value, 1):
+                writer.add_scalar(f"{prefix}/{key[:-2]}/glimpse_{t}", v, step)
+        elif key != "count":
+            writer.add_scalar(f"{prefix}/{key}", value, step)
 
 
 # ----------------------------------------------------------------------------- the loops
@@ -172,13 +250,10 @@ class Trainer:
                 self.best_acc, self.counter = valid["accuracy"], 0
             else:
                 self.counter += 1
-            for key, value in train.items():
-                writer.add_scalar(f"train/{key}", value, self.epoch)
+            log_scalars(writer, "train", train, self.epoch)
+            log_scalars(writer, "val", valid, self.epoch)
             writer.add_scalar("train/lr", lr, self.epoch)
-            writer.add_scalar("val/accuracy", valid["accuracy"], self.epoch)
-            writer.add_scalar("val/nll", valid["nll"], self.epoch)
-            for t, acc in enumerate(valid["accuracy_t"], 1):
-                writer.add_scalar(f"val/accuracy_glimpse_{t}", acc, self.epoch)
+            writer.add_scalar("train/policy_std", config.std, self.epoch)
             print(f"epoch {self.epoch}/{config.epochs}: train loss {train['loss']:.3f} "
                   f"acc {train['accuracy']:.2%} | valid acc {valid['accuracy']:.2%} "
                   f"(error {1 - valid['accuracy']:.2%}){' [best]' if is_best else ''} | lr {lr:.2g}")
@@ -191,44 +266,60 @@ class Trainer:
         writer.close()
 
     def train_one_epoch(self):
+        """One pass over the training set; returns epoch means, per-glimpse ones as lists."""
         config, model = self.config, self.model
         model.train()
-        meters = {k: AverageMeter() for k in ("loss", "nll", "baseline", "reinforce", "reward", "accuracy")}
-        loader = self.data.loaders["train"]
-        bar = tqdm(loader, desc=f"epoch {self.epoch}", leave=False, unit="batch", dynamic_ncols=True)
+        meters = {k: AverageMeter() for k in ("loss", "nll", "baseline", "reinforce", "reward")}
+        sums = {k: torch.zeros(config.num_glimpses) for k in
+                ("correct_t", "entropy_t", "ig_t", "reward_t", "advantage_t", "mu_spread_t")}
+        n = 0
+        bar = tqdm(self.data.loaders["train"], desc=f"epoch {self.epoch}", leave=False, unit="batch",
+                   dynamic_ncols=True)
         for i, (x, _, y) in enumerate(bar):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             out = model.rollout(x, config.num_glimpses)
-            terms = hybrid_loss(out, y, actor_weight=config.actor_weight)
+            terms = hybrid_loss(out, y, **loss_settings(config))
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.optimizer.step()
 
-            n = y.shape[0]
-            terms["accuracy"] = (out.logits[:, -1].argmax(-1) == y).float().mean()
-            for key, meter in meters.items():
-                meter.update(terms[key].item(), n)
+            with torch.no_grad():
+                B = y.shape[0]
+                step = glimpse_statistics(out.logits.softmax(-1), y)
+                step["reward_t"] = terms["reward_t"] * B
+                step["advantage_t"] = terms["advantage_t"] * B
+                step["mu_spread_t"] = out.mu.std(0).mean(-1) * B if B > 1 else torch.zeros_like(step["ig_t"])
+                for key in sums:
+                    sums[key] += step[key].cpu()
+                for key, meter in meters.items():
+                    meter.update(terms[key].item(), B)
+                n += B
             if not math.isfinite(meters["loss"].avg):
                 raise FloatingPointError(f"the loss became {meters['loss'].avg} at epoch {self.epoch}")
             if i % 20 == 0:
-                bar.set_postfix(loss=f"{meters['loss'].avg:.3f}", acc=f"{meters['accuracy'].avg:.1%}")
-        return {k: m.avg for k, m in meters.items()}
+                bar.set_postfix(loss=f"{meters['loss'].avg:.3f}", acc=f"{sums['correct_t'][-1] / n:.1%}")
+        metrics = {k: m.avg for k, m in meters.items()}
+        metrics.update(per_glimpse(sums, n))
+        return metrics
 
     @torch.no_grad()
     def evaluate(self, split):
-        """Accuracy (final and after each glimpse) and NLL on a split, M rollouts per image."""
+        """Accuracy, entropy H_t and information gain IG_t after each glimpse, and the final
+        NLL, on a split; class probabilities averaged over M rollouts per image."""
         config, model = self.config, self.model
         model.eval()
-        correct = torch.zeros(config.num_glimpses)
+        sums = {k: torch.zeros(config.num_glimpses) for k in ("correct_t", "entropy_t", "ig_t")}
         nll, n = 0.0, 0
         for x, _, y in tqdm(self.data.loaders[split], desc=split, leave=False, unit="batch"):
             x, y = x.to(self.device), y.to(self.device)
             probs, _ = mc_probabilities(model, x, config.num_glimpses, config.M)  # (B, T, C)
-            correct += (probs.argmax(-1) == y[:, None]).sum(0).cpu()
+            for key, value in glimpse_statistics(probs, y).items():
+                sums[key] += value.cpu()
             nll += -probs[:, -1].gather(1, y[:, None]).clamp_min(1e-12).log().sum().item()
             n += y.shape[0]
-        accuracy_t = (correct / n).tolist()
-        return {"accuracy": accuracy_t[-1], "accuracy_t": accuracy_t, "nll": nll / n, "count": n}
+        metrics = per_glimpse(sums, n)
+        metrics.update(nll=nll / n, count=n)
+        return metrics
 
     @torch.no_grad()
     def plot(self, path):
@@ -249,8 +340,7 @@ class Trainer:
         metrics = self.evaluate("test")
         print(f"test accuracy {metrics['accuracy']:.2%} (error {1 - metrics['accuracy']:.2%}) "
               f"on {metrics['count']} images, M={config.M}")
-        print("accuracy after glimpse t: " + "  ".join(
-            f"t={t}: {a:.2%}" for t, a in enumerate(metrics["accuracy_t"], 1)))
+        print(format_glimpse_table(metrics))
         report_dir = os.path.join(config.report_dir, config.run_name)
         os.makedirs(report_dir, exist_ok=True)
         with open(os.path.join(report_dir, "metrics.json"), "w") as f:

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from arguments import build_parser, image_side  # noqa: E402
 from model import RecurrentAttention  # noqa: E402
-from trainer import hybrid_loss  # noqa: E402
+from trainer import hybrid_loss, loss_settings  # noqa: E402
 
 
 def parse(argv):
@@ -62,7 +62,7 @@ def main(argv=None):
 
     def train_step():
         out = model.rollout(x, config.num_glimpses)
-        loss = hybrid_loss(out, y, actor_weight=config.actor_weight)["loss"]
+        loss = hybrid_loss(out, y, **loss_settings(config))["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

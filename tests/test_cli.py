@@ -1,6 +1,7 @@
 """main.py end to end: smoke train + test, resume equals unbroken, bad input exits 2."""
 
 import json
+import math
 import os
 
 import pytest
@@ -99,3 +100,32 @@ def test_help_lists_flags(run_cli):
     assert result.returncode == 0
     for flag in ("--num_glimpses", "--resume", "--is_train", "--M", "--data_source"):
         assert flag in result.stdout
+
+
+PRESETS = ["HardAtt", "HardAttLSTM", "HardAttRewardShaping", "HardAttAC2", "HardAttAC2RewardShaping",
+           "HardAttAC2LSTMRewardShaping"]
+
+
+@pytest.mark.parametrize("mode", PRESETS)
+def test_every_preset_trains_resumes_and_tests(run_main, tmp_path, mode):
+    from arguments import get_config
+
+    run = get_config([*SMALL, f"--mode={mode}"]).run_name
+    assert mode in run
+    run_main(*SMALL, f"--mode={mode}", "--epochs=1")
+    run_main(*SMALL, f"--mode={mode}", "--epochs=2", "--resume=True")
+    state = weights(tmp_path / "ckpt" / run / "latest.pt")
+    assert state["epoch"] == 2 and state["config"]["mode"] == mode
+    metrics = run_main(*SMALL, f"--mode={mode}", "--is_train=False")
+    assert len(metrics["ig_t"]) == 3
+    # Realised IG telescopes: sum_t IG_t = log C - mean H_T.
+    assert abs(sum(metrics["ig_t"]) - (math.log(10) - metrics["entropy_t"][-1])) < 1e-4
+
+
+def test_explicit_flags_win_over_the_preset_and_name_the_run():
+    from arguments import get_config
+
+    config = get_config(["--mode=HardAttRewardShaping", "--core_net_type=lstm"])
+    assert (config.core_net_type, config.reward, config.training_mode) == ("lstm", "infogain", "reinforce")
+    assert config.run_name == "ram_6_8x8_1_1_mnist_HardAttRewardShaping_lstm"
+    assert get_config([]).run_name == "ram_6_8x8_1_1_mnist_HardAtt"

@@ -1,9 +1,14 @@
 """Rewards, returns and losses on hand-made tensors; gradients of the REINFORCE term."""
 
+import math
+
+import pytest
 import torch
+import torch.nn.functional as F
 
 from model import RecurrentAttention
-from trainer import baseline_loss, hybrid_loss, reinforce_loss, returns, rewards
+from trainer import (ac2_advantage, advantages, baseline_loss, classification_loss, hybrid_loss,
+                     reinforce_loss, returns, rewards)
 
 
 def test_paper_reward_is_final_correctness_only():
@@ -78,3 +83,60 @@ def test_hybrid_loss_combines_terms_with_the_actor_weight():
     for name, p in model.named_parameters():
         reached = p.grad is not None and p.grad.abs().sum() > 0
         assert reached == name.startswith("baseliner."), name
+
+
+NEG = float("-inf")
+
+
+def hand_made_logits():
+    """C = 4; p_1 uniform over two classes, p_2 certain: H = log 4, log 2, 0."""
+    return torch.tensor([[[0.0, 0.0, NEG, NEG], [0.0, NEG, NEG, NEG]]])  # (B=1, T=2, C=4)
+
+
+def test_entropies_and_information_gain_by_hand():
+    from information import entropies, information_gain
+
+    probs = hand_made_logits().softmax(-1)
+    torch.testing.assert_close(entropies(probs), torch.tensor([[math.log(4), math.log(2), 0.0]]))
+    torch.testing.assert_close(information_gain(probs), torch.tensor([[math.log(2), math.log(2)]]))
+
+
+def test_shaped_reward_and_its_returns_by_hand():
+    logits, y = hand_made_logits(), torch.tensor([0])
+    r = rewards(logits, y, reward="infogain", beta=0.5)
+    torch.testing.assert_close(r, torch.tensor([[0.5 * math.log(2), 0.5 * math.log(2) + 1.0]]))
+    torch.testing.assert_close(returns(r), torch.tensor([[math.log(2) + 1.0, 0.5 * math.log(2) + 1.0]]))
+    # A wrong final answer keeps the information-gain part only.
+    torch.testing.assert_close(rewards(logits, torch.tensor([1]), reward="infogain", beta=2.0),
+                               torch.tensor([[2 * math.log(2), 2 * math.log(2)]]))
+    assert rewards(logits, y).tolist() == [[0.0, 1.0]]
+
+
+def test_ac2_and_reinforce_advantages_by_hand():
+    r = torch.tensor([[1.0, 2.0, 3.0]])
+    b = torch.tensor([[0.5, 1.0, 2.0]], requires_grad=True)
+    A = ac2_advantage(r, b)
+    torch.testing.assert_close(A, torch.tensor([[1.0 + 1.0 - 0.5, 2.0 + 2.0 - 1.0, 3.0 - 2.0]]))
+    assert not A.requires_grad, "the critic must not be trained through the advantage"
+    torch.testing.assert_close(advantages(r, b, training_mode="ac2"), A)
+    torch.testing.assert_close(advantages(r, b, training_mode="reinforce"),
+                               torch.tensor([[6.0 - 0.5, 5.0 - 1.0, 3.0 - 2.0]]))
+
+
+def test_classification_loss_on_every_glimpse_is_the_mean_over_t():
+    logits = torch.randn(3, 4, 5)
+    y = torch.tensor([0, 2, 4])
+    each = torch.stack([F.cross_entropy(logits[:, t], y) for t in range(4)])
+    torch.testing.assert_close(classification_loss(logits, y, every_glimpse=True), each.mean())
+    torch.testing.assert_close(classification_loss(logits, y), each[-1])
+
+
+@pytest.mark.parametrize("training_mode", ["reinforce", "ac2"])
+def test_shaped_ac2_loss_trains_policy_only_through_reinforce(training_mode):
+    model, x, y = model_and_batch(reinforce_core=False)
+    out = model.rollout(x, 3)
+    terms = hybrid_loss(out, y, reward="infogain", training_mode=training_mode)
+    terms["reinforce"].backward()
+    for name, p in model.named_parameters():
+        reached = p.grad is not None and p.grad.abs().sum() > 0
+        assert reached == name.startswith("locator."), name
