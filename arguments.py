@@ -161,6 +161,9 @@ def build_parser():
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")
+    e.add_argument("--compare", nargs="+", default=None, metavar="RUN",
+                   help="overlay the per-glimpse curves of the reports of these runs (report/<RUN>/"
+                        "metrics.json) in one figure in --report_dir, and stop")
 
     m = p.add_argument_group("misc")
     m.add_argument("--use_gpu", type=str2bool, default=False, help="run on CUDA")
@@ -182,7 +185,7 @@ def _check(config):
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")
-    for name in ("subset", "plot_freq"):
+    for name in ("subset", "plot_freq", "data_seed"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}")
     for name in ("std", "init_lr", "vae_lr"):
@@ -200,6 +203,8 @@ def _check(config):
             f"the largest retina patch ({config.patch_size}*{config.glimpse_scale}^{config.num_patches - 1}"
             f"={largest} px) is more than twice the {side} px image: reduce --patch_size, "
             f"--glimpse_scale or --num_patches")
+    if config.compare is not None and len(config.compare) < 2:
+        raise ConfigError("--compare needs at least two run names")
     if config.train_vae and config.is_train:
         raise ConfigError("--train_vae=True trains the VAE on a trained RAM: use it with --is_train=False")
     if config.resume and not config.is_train:

