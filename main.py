@@ -3,6 +3,7 @@
     python main.py                     # train with the defaults in arguments.py
     python main.py --resume=True       # continue the run from its latest checkpoint
     python main.py --is_train=False    # test the best checkpoint, write the report
+    python main.py --compare RUN_A RUN_B   # overlay the reports of several runs
 """
 
 import sys
@@ -17,7 +18,10 @@ def main(argv=None):
 
     from data_loader import get_data
     from trainer import Trainer
-    from utils import seed_everything
+    from utils import compare_runs, seed_everything
+
+    if config.compare:
+        return compare_runs(config.report_dir, config.compare)
 
     if config.use_gpu and not torch.cuda.is_available():
         raise ConfigError("--use_gpu=True but CUDA is not available")

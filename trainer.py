@@ -12,8 +12,10 @@ from tqdm import tqdm
 from arguments import MODEL_FIELDS, ConfigError
 from information import entropy, information_gain
 from model import RecurrentAttention
-from utils import (AverageMeter, atomic_save, load_checkpoint, plot_glimpses, rng_state,
-                   set_rng_state)
+from utils import (AverageMeter, animate_glimpses, atomic_save, load_checkpoint, plot_curves,
+                   plot_glimpses, plot_reconstructions, rng_state, set_rng_state)
+from vae import (HiddenStateVAE, decoded_per_glimpse, expected_information_gain, load_vae,
+                 reconstruction_errors, save_vae, train_vae)
 
 CHECKPOINT_FORMAT = 1
 
@@ -330,20 +332,167 @@ class Trainer:
         plot_glimpses(x, out.l, path, sides=self.model.retina.sides, labels=y[:9],
                       preds=out.logits[:, -1].argmax(-1))
 
-    # -- testing
+    # -- testing and explaining
 
     def test(self):
+        """Test the best checkpoint, then explain it: VAE reconstructions, IG and EIG per
+        glimpse; write report/<run>/ (figures, metrics.json, summary.md)."""
         config = self.config
         state = self.load("best.pt")
         print(f"[*] loaded {self.path('best.pt')} (epoch {state['epoch']}, "
               f"validation accuracy {state['best_acc']:.2%})")
+        vae = self.hidden_state_vae(ram_epoch=state["epoch"])
         metrics = self.evaluate("test")
         print(f"test accuracy {metrics['accuracy']:.2%} (error {1 - metrics['accuracy']:.2%}) "
               f"on {metrics['count']} images, M={config.M}")
         print(format_glimpse_table(metrics))
         report_dir = os.path.join(config.report_dir, config.run_name)
-        os.makedirs(report_dir, exist_ok=True)
+        explained = self.explain(vae, report_dir)
+        report = {
+            "run": config.run_name, "epoch": state["epoch"], "M": config.M,
+            "eig_samples": config.eig_samples, "test_accuracy": metrics["accuracy"],
+            "test_error": 1 - metrics["accuracy"], "test_nll": metrics["nll"], "count": metrics["count"],
+            "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
+                            "ig_mc": metrics["ig_t"], **explained},
+            "config": vars(config),
+        }
         with open(os.path.join(report_dir, "metrics.json"), "w") as f:
-            json.dump({"run": config.run_name, "epoch": state["epoch"], "M": config.M,
-                       "test": metrics}, f, indent=2)
-        return metrics
+            json.dump(report, f, indent=2)
+        with open(os.path.join(report_dir, "summary.md"), "w") as f:
+            f.write(summary_markdown(report))
+        print(summary_table(report))
+        print(f"[*] report in {report_dir}")
+        return report
+
+    def hidden_state_vae(self, *, ram_epoch):
+        """The run's VAE from ckpt/<run>/vae.pt; trained first when missing, continued up to
+        --vae_epochs with --train_vae=True. It is tied to the RAM checkpoint it was trained on."""
+        config = self.config
+        path = self.path("vae.pt")
+        vae = HiddenStateVAE.from_config(config, canvas_size=self.data.image_size,
+                                         canvas_channels=self.data.in_channels).to(self.device)
+        expected = {**vae.settings, "ram_epoch": ram_epoch, "vae_beta": config.vae_beta}
+        optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
+        start = 0
+        if os.path.exists(path):
+            vae, state = load_vae(path, self.device, expected=expected)
+            optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
+            start = state["epoch"]
+            if not config.train_vae:
+                if start < config.vae_epochs:
+                    print(f"[!] the VAE of {config.run_name} is trained for {start} of {config.vae_epochs} "
+                          f"epochs; --train_vae=True continues it")
+                return vae
+            if state["optimizer"] is not None:
+                optimizer.load_state_dict(state["optimizer"])
+            if state["rng"] is not None:
+                set_rng_state(state["rng"])
+            if start >= config.vae_epochs:
+                print(f"[*] the VAE is already trained for {start} epochs; raise --vae_epochs to continue")
+                return vae
+        else:
+            print(f"[*] no VAE for run {config.run_name} yet: training it first on the frozen best RAM "
+                  f"({config.vae_epochs} epochs; --vae_epochs)")
+        writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name))
+        saved = {**vars(config), "ram_epoch": ram_epoch}
+
+        def checkpoint(epoch, _):
+            save_vae(path, vae, optimizer, epoch, saved, rng=rng_state())
+
+        train_vae(vae, self.model, self.data.loaders, num_glimpses=config.num_glimpses,
+                  epochs=config.vae_epochs, lr=config.vae_lr, beta=config.vae_beta, device=self.device,
+                  writer=writer, start_epoch=start, optimizer=optimizer, on_epoch_end=checkpoint)
+        writer.close()
+        return vae
+
+    @torch.no_grad()
+    def explain(self, vae, report_dir, *, shown=8):
+        """Per-glimpse means and standard errors over the test set of the VAE's reconstruction
+        error (MSE, BCE) and the realised (IG) and expected (EIG) information gain of one
+        rollout per image; draws the report's figures from the first batch."""
+        config, model = self.config, self.model
+        model.eval()
+        names = ("ig", "eig", "recon_mse", "recon_bce")
+        sums = {k: torch.zeros(config.num_glimpses, dtype=torch.float64) for k in names}
+        squares = {k: torch.zeros(config.num_glimpses, dtype=torch.float64) for k in names}
+        n, first = 0, None
+        for x, x_clean, y in tqdm(self.data.loaders["test"], desc="explain", unit="batch"):
+            x, x_clean = x.to(self.device), x_clean.to(self.device)
+            out = model.rollout(x, config.num_glimpses)
+            decoded = decoded_per_glimpse(vae, out.h)  # (B, T, 1, 28, 28)
+            mse, bce = reconstruction_errors(decoded, x_clean)  # (B, T) each
+            values = {
+                "ig": information_gain(out.logits.softmax(-1)),
+                "eig": expected_information_gain(model, vae, out, x, samples=config.eig_samples)[0],
+                "recon_mse": mse,
+                "recon_bce": bce,
+            }
+            for key, v in values.items():
+                v = v.double().cpu()
+                sums[key] += v.sum(0)
+                squares[key] += (v * v).sum(0)
+            n += y.shape[0]
+            if first is None:
+                first = (x[:shown].cpu(), x_clean[:shown].cpu(), y[:shown], out.l[:shown].cpu(),
+                         out.logits[:shown].argmax(-1).cpu(), decoded[:shown].cpu())
+        result = {}
+        for key in names:
+            mean = sums[key] / n
+            var = (squares[key] / n - mean ** 2).clamp_min(0) * n / max(n - 1, 1)
+            result[key], result[key + "_se"] = mean.tolist(), (var / n).sqrt().tolist()
+        result["eig_over_ig"] = [e / i if abs(i) > 1e-12 else float("nan")
+                                 for e, i in zip(result["eig"], result["ig"])]
+        self.draw_report(report_dir, first, result)
+        return result
+
+    def draw_report(self, report_dir, first, result):
+        x, x_clean, y, l, preds, decoded = first
+        sides = self.model.retina.sides
+        cluttered = x.shape[-1] != x_clean.shape[-1] or not torch.equal(x, x_clean)
+        plot_reconstructions(x, l, decoded, os.path.join(report_dir, "reconstructions.png"), sides=sides,
+                             clean=x_clean if cluttered else None, labels=y)
+        plot_curves({"per-pixel MSE to the clean digit": {"MSE": (result["recon_mse"], result["recon_mse_se"])},
+                     "per-pixel BCE to the clean digit": {"BCE": (result["recon_bce"], result["recon_bce_se"])}},
+                    os.path.join(report_dir, "reconstruction_error.png"),
+                    title=f"{self.config.run_name}: VAE reconstruction after glimpse t")
+        plot_curves({"information gain (nats)": {"realised IG": (result["ig"], result["ig_se"]),
+                                                 "expected EIG": (result["eig"], result["eig_se"])},
+                     "EIG / IG": {"ratio": (result["eig_over_ig"], None)}},
+                    os.path.join(report_dir, "information_gain.png"),
+                    title=f"{self.config.run_name}: information gain per glimpse")
+        plot_glimpses(x, l, os.path.join(report_dir, "glimpses.png"), sides=sides, labels=y,
+                      preds=preds[:, -1])
+        animate_glimpses(x, l, os.path.join(report_dir, "glimpses.gif"), sides=sides, labels=y, preds=preds)
+
+
+def summary_table(report):
+    """The per-glimpse table of a report as aligned text."""
+    g = report["per_glimpse"]
+    rows = [" t  accuracy  entropy      IG        EIG  EIG/IG  recon MSE  recon BCE"]
+    for t in range(len(g["accuracy"])):
+        rows.append(f"{t + 1:>2}  {g['accuracy'][t]:>8.2%}  {g['entropy'][t]:>7.4f}  {g['ig'][t]:>6.4f}  "
+                    f"{g['eig'][t]:>9.4f}  {g['eig_over_ig'][t]:>6.2f}  {g['recon_mse'][t]:>9.5f}  "
+                    f"{g['recon_bce'][t]:>9.4f}")
+    return "\n".join(rows)
+
+
+def summary_markdown(report):
+    """summary.md: the report's numbers as a table a person can read."""
+    g = report["per_glimpse"]
+    lines = [f"# {report['run']}", "",
+             f"Best checkpoint: epoch {report['epoch']}. Test accuracy {report['test_accuracy']:.2%} "
+             f"(error {report['test_error']:.2%}) on {report['count']} images, M={report['M']}.", "",
+             "Per glimpse t, on the test set (mean, and standard error over images). Accuracy and "
+             "entropy H_t from the M-averaged prediction; IG_t = H_{t-1} - H_t and EIG_t (S="
+             f"{report['eig_samples']} imagined images from the VAE) of one rollout per image; "
+             "reconstruction error of the VAE's decoded mean image from h_t against the clean digit.", "",
+             "| t | accuracy | H_t | IG_t | EIG_t | EIG/IG | MSE | BCE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in range(len(g["accuracy"])):
+        lines.append(f"| {t + 1} | {g['accuracy'][t]:.2%} | {g['entropy'][t]:.4f} | "
+                     f"{g['ig'][t]:.4f} ± {g['ig_se'][t]:.4f} | {g['eig'][t]:.4f} ± {g['eig_se'][t]:.4f} | "
+                     f"{g['eig_over_ig'][t]:.2f} | {g['recon_mse'][t]:.5f} ± {g['recon_mse_se'][t]:.5f} | "
+                     f"{g['recon_bce'][t]:.4f} |")
+    lines += ["", "Figures: `reconstructions.png`, `reconstruction_error.png`, `information_gain.png`, "
+              "`glimpses.png`, `glimpses.gif`.", ""]
+    return "\n".join(lines)

@@ -8,7 +8,10 @@ import pytest
 import torch
 
 SMALL = ["--subset=256", "--batch_size=64", "--hidden_size=32", "--glimpse_hidden=16", "--loc_hidden=16",
-         "--num_glimpses=3", "--plot_freq=1"]
+         "--num_glimpses=3", "--plot_freq=1", "--vae_epochs=1", "--vae_hidden=32", "--latent_size=4",
+         "--eig_samples=4"]
+REPORT_FILES = {"reconstructions.png", "reconstruction_error.png", "information_gain.png", "glimpses.png",
+                "glimpses.gif", "metrics.json", "summary.md"}
 
 
 def test_smoke_train_then_test(run_cli, tmp_path):
@@ -23,10 +26,30 @@ def test_smoke_train_then_test(run_cli, tmp_path):
 
     test = run_cli(*SMALL, "--is_train=False", "--run_name=smoke")
     assert test.returncode == 0, test.stderr
-    metrics = json.loads((tmp_path / "report" / "smoke" / "metrics.json").read_text())["test"]
-    assert metrics["count"] == 256 and len(metrics["accuracy_t"]) == 3
-    assert 0.0 <= metrics["accuracy"] <= 1.0
-    assert f"{metrics['accuracy']:.2%}" in test.stdout
+    assert "no VAE for run smoke yet: training it first" in test.stdout
+    assert (run / "vae.pt").stat().st_size > 0
+    report = tmp_path / "report" / "smoke"
+    assert REPORT_FILES <= set(os.listdir(report))
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["count"] == 256 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert f"{metrics['test_accuracy']:.2%}" in test.stdout
+    for key in ("accuracy", "entropy", "ig", "ig_se", "eig", "eig_se", "eig_over_ig", "recon_mse",
+                "recon_mse_se", "recon_bce"):
+        assert len(metrics["per_glimpse"][key]) == 3, key
+    assert all(v >= 0 for v in metrics["per_glimpse"]["eig"])
+    assert "| 3 |" in (report / "summary.md").read_text()
+
+    # A second test run reuses the VAE; --train_vae=True continues it up to --vae_epochs.
+    vae_bytes = (run / "vae.pt").read_bytes()
+    assert run_cli(*SMALL, "--is_train=False", "--run_name=smoke").returncode == 0
+    assert (run / "vae.pt").read_bytes() == vae_bytes
+    more = run_cli(*SMALL, "--is_train=False", "--run_name=smoke", "--train_vae=True", "--vae_epochs=2")
+    assert more.returncode == 0, more.stderr
+    assert "vae epoch 2/2" in more.stdout and "vae epoch 1/2" not in more.stdout
+    # A VAE of other settings is refused, and kept.
+    vae_bytes = (run / "vae.pt").read_bytes()
+    one_line_error(run_cli(*SMALL, "--is_train=False", "--run_name=smoke", "--latent_size=8"), "latent_size")
+    assert (run / "vae.pt").read_bytes() == vae_bytes
 
 
 def weights(path):
@@ -116,10 +139,21 @@ def test_every_preset_trains_resumes_and_tests(run_main, tmp_path, mode):
     run_main(*SMALL, f"--mode={mode}", "--epochs=2", "--resume=True")
     state = weights(tmp_path / "ckpt" / run / "latest.pt")
     assert state["epoch"] == 2 and state["config"]["mode"] == mode
-    metrics = run_main(*SMALL, f"--mode={mode}", "--is_train=False")
-    assert len(metrics["ig_t"]) == 3
+    g = run_main(*SMALL, f"--mode={mode}", "--is_train=False")["per_glimpse"]
+    assert len(g["ig"]) == len(g["eig"]) == 3
     # Realised IG telescopes: sum_t IG_t = log C - mean H_T.
-    assert abs(sum(metrics["ig_t"]) - (math.log(10) - metrics["entropy_t"][-1])) < 1e-4
+    assert abs(sum(g["ig_mc"]) - (math.log(10) - g["entropy"][-1])) < 1e-4
+
+
+def test_compare_overlays_two_reports(run_main, run_cli, tmp_path):
+    for mode in ("HardAtt", "HardAttRewardShaping"):
+        run_main(*SMALL, f"--mode={mode}", "--epochs=1", f"--run_name={mode}")
+        run_main(*SMALL, f"--mode={mode}", "--is_train=False", f"--run_name={mode}")
+    result = run_cli("--compare", "HardAtt", "HardAttRewardShaping")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report" / "compare_HardAtt_vs_HardAttRewardShaping.png").stat().st_size > 0
+    one_line_error(run_cli("--compare", "HardAtt", "missing"), "no report for run missing")
+    one_line_error(run_cli("--compare", "HardAtt"), "at least two")
 
 
 def test_explicit_flags_win_over_the_preset_and_name_the_run():

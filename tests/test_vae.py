@@ -1,0 +1,411 @@
+"""The hidden-state VAE, its ELBO and training on a frozen RAM, and the information measures,
+against closed forms, hand-worked values and slow references."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Categorical, Normal
+from torch.utils.data import DataLoader, TensorDataset
+
+from arguments import ConfigError
+from model import RecurrentAttention
+from vae import (HiddenStateVAE, decoded_per_glimpse, elbo_loss, eig_from_samples, entropy,
+                 expected_information_gain, glimpse_batch, hidden_states, information_gain,
+                 kl_categorical, kl_divergence, load_vae, reconstruction_errors, save_vae, train_vae)
+
+D, Z, C = 12, 4, 10
+
+
+def tiny_ram(core_net_type="rnn", seed=0):
+    torch.manual_seed(seed)
+    return RecurrentAttention(in_channels=1, num_classes=C, patch_size=8, num_patches=1, glimpse_scale=1,
+                              glimpse_hidden=16, loc_hidden=8, hidden_size=D, std=0.1,
+                              core_net_type=core_net_type)
+
+
+def tiny_vae(canvas_size=28, seed=1):
+    torch.manual_seed(seed)
+    return HiddenStateVAE(hidden_size=D, latent_size=Z, vae_hidden=32, canvas_size=canvas_size)
+
+
+def bar_images(n, size=28, seed=0):
+    """Clean binary 'digits': class k is a vertical bar at column 4 + 5k, rows 6..21."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.zeros(n, 1, size, size)
+    for k in range(4):  # a loop over the 4 classes, not over images
+        x[y == k, :, 6:22, 4 + 5 * k] = 1.0
+    return x, y
+
+
+# ----------------------------------------------------------------------------- the VAE
+
+def test_kl_divergence_matches_torch_and_is_zero_at_prior():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(5, 3, Z), torch.randn(5, 3, Z)
+    expected = torch.distributions.kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(kl_divergence(mu, logvar), expected)
+    assert kl_divergence(torch.zeros(2, Z), torch.zeros(2, Z)).tolist() == [0.0, 0.0]
+    # By hand: mu = (1, 0), logvar = (0, log 2): 0.5 * ((1 + 1 - 1 - 0) + (2 + 0 - 1 - log 2))
+    got = kl_divergence(torch.tensor([1.0, 0.0]), torch.tensor([0.0, math.log(2.0)]))
+    assert got.item() == pytest.approx(0.5 * (1 + 1 - math.log(2.0)), abs=1e-6)
+
+
+def test_elbo_loss_by_hand():
+    """Zero logits cost log 2 per pixel whatever the target; KL is averaged and weighted by beta."""
+    N = 3
+    clean = torch.rand(N, 1, 28, 28)
+    mu = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0] * 4, [0.0, 2.0, 0.0, 0.0]])  # KL 0.5, 0, 2
+    terms = elbo_loss(clean_logits=torch.zeros(N, 1, 28, 28), clean=clean, mu=mu, logvar=torch.zeros(N, Z),
+                      beta=2.0)
+    assert terms["bce_clean"].item() == pytest.approx(784 * math.log(2), rel=1e-6)
+    assert terms["bce_canvas"].item() == 0.0
+    assert terms["kl"].item() == pytest.approx(2.5 / 3, rel=1e-6)
+    assert terms["loss"].item() == pytest.approx(784 * math.log(2) + 2.0 * 2.5 / 3, rel=1e-6)
+
+    canvas = torch.rand(N, 1, 40, 40)
+    terms = elbo_loss(clean_logits=torch.zeros(N, 1, 28, 28), clean=clean, mu=mu, logvar=torch.zeros(N, Z),
+                      beta=0.0, canvas_logits=torch.zeros(N, 1, 40, 40), canvas=canvas)
+    assert terms["bce_canvas"].item() == pytest.approx(1600 * math.log(2), rel=1e-6)
+    assert terms["loss"].item() == pytest.approx((784 + 1600) * math.log(2), rel=1e-6)
+
+
+def test_elbo_loss_rejects_targets_outside_the_unit_interval():
+    mu = logvar = torch.zeros(2, Z)
+    bad = torch.rand(2, 1, 28, 28) * 2 - 0.5  # e.g. normalised images: not a Bernoulli target
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        elbo_loss(clean_logits=torch.zeros(2, 1, 28, 28), clean=bad, mu=mu, logvar=logvar, beta=1.0)
+    with pytest.raises(ValueError, match="canvas"):
+        elbo_loss(clean_logits=torch.zeros(2, 1, 28, 28), clean=bad.clamp(0, 1), mu=mu, logvar=logvar,
+                  beta=1.0, canvas_logits=torch.zeros(2, 1, 40, 40), canvas=torch.full((2, 1, 40, 40), 1.5))
+
+
+def test_vae_heads_and_shapes():
+    plain = tiny_vae(canvas_size=28)
+    assert plain.canvas_decoder is None and not plain.separate_canvas
+    h = torch.randn(3, 5, D)
+    z = torch.randn(3, 5, Z)
+    assert plain.decode_clean(z).shape == (3, 5, 1, 28, 28)
+    torch.testing.assert_close(plain.decode_canvas(z), plain.decode_clean(z), rtol=0, atol=0)
+    out = plain(h)
+    assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 5, Z)
+    assert out.clean_logits.shape == (3, 5, 1, 28, 28) and out.canvas_logits is None
+
+    cluttered = tiny_vae(canvas_size=60)
+    assert cluttered.separate_canvas
+    assert cluttered.decode_canvas(z).shape == (3, 5, 1, 60, 60)
+    assert cluttered(h).canvas_logits.shape == (3, 5, 1, 60, 60)
+    with pytest.raises(ValueError, match="latent_size"):
+        HiddenStateVAE(hidden_size=D, latent_size=0, vae_hidden=8, canvas_size=28)
+
+
+def test_reparameterised_sample_has_the_posterior_moments():
+    vae = tiny_vae()
+    mu, logvar = torch.tensor([[0.5, -1.0, 2.0, 0.0]]), torch.tensor([[0.0, math.log(4.0), -2.0, 1.0]])
+    z = vae.reparameterise(mu.expand(20000, Z), logvar.expand(20000, Z),
+                           generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z.mean(0), mu[0], atol=0.05, rtol=0)
+    torch.testing.assert_close(z.std(0), (0.5 * logvar[0]).exp(), atol=0.05, rtol=0.02)
+
+
+def test_decoded_means_can_fall_below_one_half():
+    """The original study's decoder could never output less than 0.5; ours spans (0, 1)."""
+    vae = tiny_vae()
+    last = vae.clean_decoder[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-3.0)
+    decoded = decoded_per_glimpse(vae, torch.randn(2, 3, D))
+    assert decoded.shape == (2, 3, 1, 28, 28)
+    torch.testing.assert_close(decoded, torch.full_like(decoded, 1 / (1 + math.exp(3.0))))
+    assert decoded.max() < 0.05
+
+
+def test_elbo_decreases_when_overfitting_a_fixed_batch():
+    torch.manual_seed(0)
+    vae = tiny_vae()
+    clean, y = bar_images(8)
+    h = torch.randn(4, D)[y]  # one hidden state per class
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+
+    def loss():
+        out = vae(h)
+        return elbo_loss(clean_logits=out.clean_logits, clean=clean, mu=out.mu, logvar=out.logvar,
+                         beta=1.0)["loss"]
+
+    first = loss().item()
+    for _ in range(150):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    with torch.no_grad():
+        last = loss().item()
+    assert first > 500 and last < 0.25 * first, (first, last)
+    decoded = decoded_per_glimpse(vae, h[:, None])[:, 0]  # (8, 1, 28, 28)
+    assert decoded[clean == 0].mean() < 0.1 and decoded[clean == 1].mean() > 0.5
+
+
+# ----------------------------------------------------------------------------- pure maths
+
+def test_reconstruction_errors_perfect_decoder_and_by_hand():
+    clean, _ = bar_images(3)
+    decoded = clean[:, None].expand(3, 2, 1, 28, 28).clone()
+    mse, bce = reconstruction_errors(decoded, clean)
+    assert mse.shape == bce.shape == (3, 2)
+    assert mse.abs().max() == 0.0
+    assert bce.max() < 2e-6  # -log(1 - eps) with the clamp eps = 1e-6
+
+    # Tiny example: 1 image, 2 glimpses, a 28x28 clean image with one pixel on.
+    clean = torch.zeros(1, 1, 28, 28)
+    clean[0, 0, 0, 0] = 1.0
+    decoded = torch.full((1, 2, 1, 28, 28), 0.5)
+    decoded[0, 1] = 0.0
+    decoded[0, 1, 0, 0, 0] = 0.8
+    mse, bce = reconstruction_errors(decoded, clean)
+    P = 784
+    assert mse[0, 0].item() == pytest.approx(0.25, rel=1e-6)  # every pixel off by 0.5
+    assert mse[0, 1].item() == pytest.approx(0.04 / P, rel=1e-5)  # only the on-pixel, off by 0.2
+    assert bce[0, 0].item() == pytest.approx(math.log(2), rel=1e-6)
+    expected = (-math.log(0.8) + (P - 1) * -math.log(1 - 1e-6)) / P  # zeros clamped to eps
+    assert bce[0, 1].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_entropy_and_categorical_kl_by_hand_and_safe_at_zero():
+    p = torch.tensor([[0.5, 0.5, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.25] * 4])
+    torch.testing.assert_close(entropy(p), torch.tensor([math.log(2), 0.0, math.log(4)]))
+    q = torch.tensor([0.25] * 4)
+    # KL(p || uniform) = log 4 - H(p)
+    torch.testing.assert_close(kl_categorical(p, q), torch.tensor([math.log(2), math.log(4), 0.0]))
+    torch.testing.assert_close(kl_categorical(p, Categorical(probs=p).probs), torch.zeros(3), rtol=0, atol=0)
+    expected = torch.distributions.kl_divergence(Categorical(probs=torch.tensor([0.2, 0.8])),
+                                                 Categorical(probs=torch.tensor([0.6, 0.4])))
+    torch.testing.assert_close(kl_categorical(torch.tensor([0.2, 0.8]), torch.tensor([0.6, 0.4])), expected)
+
+
+def test_information_gain_by_hand():
+    # C = 4: H_0 = log 4; then H = log 2, log 2, 0 for image 0; log 4, 0, log 4 for image 1.
+    probs = torch.tensor([[[0.5, 0.5, 0, 0], [0, 0.5, 0.5, 0], [0, 0, 1, 0]],
+                          [[0.25] * 4, [0, 0, 0, 1], [0.25] * 4]])  # (B=2, T=3, C=4)
+    ig = information_gain(probs)
+    L2, L4 = math.log(2), math.log(4)
+    torch.testing.assert_close(ig, torch.tensor([[L4 - L2, 0.0, L2], [0.0, L4, -L4]]))
+    torch.testing.assert_close(ig.sum(1), L4 - entropy(probs[:, -1]))
+
+
+def test_eig_of_a_fully_revealing_observation_is_the_prior_entropy():
+    """If the next glimpse reveals the class, p_next^s = one-hot(c_s) with c_s ~ p_prev, and
+    E_s KL(one-hot(c) || p_prev) = E_c[-log p_prev(c)] = H(p_prev)."""
+    g = torch.Generator().manual_seed(0)
+    p_prev = torch.tensor([[0.5, 0.3, 0.1, 0.1], [0.25] * 4, [0.9, 0.05, 0.05, 0.0]])  # (B=3, C=4)
+    S = 20000
+    c = torch.multinomial(p_prev, S, replacement=True, generator=g).T  # (S, B)
+    p_next = torch.nn.functional.one_hot(c, 4).float()  # (S, B, C)
+    eig, se = eig_from_samples(p_prev, p_next)
+    assert eig.shape == se.shape == (3,)
+    H = entropy(p_prev)
+    assert ((eig - H).abs() <= 4 * se + 1e-6).all(), (eig, H, se)
+    assert se[1] < 1e-6  # uniform prior: every sample costs exactly log 4
+    torch.testing.assert_close(eig[1], torch.tensor(math.log(4)))
+
+
+def test_eig_of_an_uninformative_observation_is_zero():
+    g = torch.Generator().manual_seed(1)
+    p_prev = torch.tensor([[0.5, 0.3, 0.1, 0.1], [0.7, 0.1, 0.1, 0.1]])
+    eig, se = eig_from_samples(p_prev, p_prev.expand(500, 2, 4))
+    assert eig.tolist() == [0.0, 0.0] and se.tolist() == [0.0, 0.0]
+    # A little noise that carries no information: far below the fully revealing case.
+    noisy = (p_prev.log() + 0.01 * torch.randn(500, 2, 4, generator=g)).softmax(-1)
+    eig, _ = eig_from_samples(p_prev, noisy)
+    assert (eig >= 0).all() and (eig < 1e-3 * entropy(p_prev)).all()
+    # S = 1: no standard error to speak of.
+    assert eig_from_samples(p_prev, noisy[:1])[1].tolist() == [0.0, 0.0]
+
+
+def test_glimpse_batch_puts_h_t_of_image_b_next_to_image_b():
+    B, T = 3, 4
+    h = torch.arange(B * T, dtype=torch.float32).view(B, T, 1).expand(B, T, D)  # h[b, t] = b*T + t
+    clean = torch.arange(B, dtype=torch.float32).view(B, 1, 1, 1).expand(B, 1, 28, 28)
+    canvas = torch.arange(B, dtype=torch.float32).view(B, 1, 1, 1).expand(B, 1, 60, 60)
+    hf, cf, vf = glimpse_batch(h, clean, canvas)
+    assert hf.shape == (B * T, D) and cf.shape == (B * T, 1, 28, 28) and vf.shape == (B * T, 1, 60, 60)
+    assert hf[:, 0].tolist() == list(range(B * T))
+    assert cf[:, 0, 0, 0].tolist() == [b for b in range(B) for _ in range(T)]
+    assert vf[:, 0, 5, 5].tolist() == cf[:, 0, 0, 0].tolist()
+    assert glimpse_batch(h, clean)[2] is None
+
+
+# ----------------------------------------------------------------------------- the frozen RAM, EIG
+
+@pytest.mark.parametrize("core_net_type", ["rnn", "lstm"])
+@pytest.mark.parametrize("B", [1, 5])
+def test_expected_information_gain_runs_and_is_finite_and_non_negative(core_net_type, B):
+    model, vae = tiny_ram(core_net_type), tiny_vae()
+    x = torch.rand(B, 1, 28, 28)
+    out = hidden_states(model, x, 4)
+    assert (out.c is None) == (core_net_type == "rnn")
+    eig, se = expected_information_gain(model, vae, out, x, samples=8)
+    assert eig.shape == se.shape == (B, 4)
+    assert torch.isfinite(eig).all() and torch.isfinite(se).all()
+    assert (eig >= 0).all() and (se >= 0).all() and eig.sum() > 0
+
+
+def test_eig_is_exactly_zero_when_the_classifier_ignores_its_input():
+    model, vae = tiny_ram(), tiny_vae()
+    with torch.no_grad():
+        model.classifier.fc.weight.zero_()
+        model.classifier.fc.bias.zero_()
+    x = torch.rand(3, 1, 28, 28)
+    out = hidden_states(model, x, 3)
+    eig, se = expected_information_gain(model, vae, out, x, samples=6)
+    assert eig.abs().max() == 0.0 and se.abs().max() == 0.0
+
+
+@pytest.mark.parametrize("core_net_type", ["rnn", "lstm"])
+def test_expected_information_gain_equals_a_slow_loop(core_net_type):
+    """Per glimpse, per sample, per image: decode, glimpse, classify, KL; then mean over s."""
+    model, vae = tiny_ram(core_net_type), tiny_vae(canvas_size=40)
+    B, T, S = 3, 3, 4
+    x = torch.rand(B, 1, 40, 40)
+    out = hidden_states(model, x, T)
+    fast, fast_se = expected_information_gain(model, vae, out, x, samples=S,
+                                              generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    slow = torch.zeros(B, T)
+    with torch.no_grad():
+        for t in range(T):
+            eps = torch.randn(S, B, Z, generator=g)
+            for b in range(B):
+                if t == 0:
+                    p_prev, mu, std = torch.full((C,), 1.0 / C), torch.zeros(Z), torch.ones(Z)
+                    state = model.core.init_state(1, x.device, x.dtype)
+                else:
+                    p_prev = out.logits[b, t - 1].softmax(-1)
+                    mu, logvar = vae.encode(out.h[b, t - 1])
+                    std = (0.5 * logvar).exp()
+                    state = tuple(s[b:b + 1, t - 1] for s in (out.h, out.c) if s is not None)
+                kls = []
+                for s in range(S):
+                    canvas = torch.sigmoid(vae.decode_canvas(mu + std * eps[s, b]))[None]  # (1, 1, 40, 40)
+                    h = model.step(canvas, out.l[b:b + 1, t], state)[0]
+                    p = model.classifier(h)[0].softmax(-1)
+                    kls.append((p * (p.log() - p_prev.log())).sum())
+                slow[b, t] = torch.stack(kls).mean()
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-4)
+    assert (fast_se > 0).all()
+
+
+def test_expected_information_gain_rejects_a_canvas_of_the_wrong_size():
+    model, vae = tiny_ram(), tiny_vae(canvas_size=40)
+    x = torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match="canvases"):
+        expected_information_gain(model, vae, hidden_states(model, x, 2), x, samples=2)
+
+
+def test_hidden_states_are_the_rollout_without_gradients():
+    model = tiny_ram()
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(3)
+    out = hidden_states(model, x, 3)
+    torch.manual_seed(3)
+    ref = model.rollout(x, 3)
+    assert not out.h.requires_grad and not model.training
+    torch.testing.assert_close(out.h, ref.h.detach(), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- training, checkpoints
+
+class FakeWriter:
+    def __init__(self):
+        self.scalars = {}
+
+    def add_scalar(self, tag, value, step):
+        self.scalars[(tag, step)] = value
+
+
+def fake_loaders(canvas_size=28, n=64, batch_size=8):
+    clean, y = bar_images(n)
+    if canvas_size == 28:
+        x = clean
+    else:  # the digit in the top-left corner of a larger canvas, plus a clutter square
+        x = torch.zeros(n, 1, canvas_size, canvas_size)
+        x[..., :28, :28] = clean
+        x[..., -6:-2, -6:-2] = 1.0
+    train = TensorDataset(x, clean, y)
+    valid = TensorDataset(x[:16], clean[:16], y[:16])
+    return {"train": DataLoader(train, batch_size=batch_size, shuffle=True,
+                                generator=torch.Generator().manual_seed(0)),
+            "valid": DataLoader(valid, batch_size=batch_size)}
+
+
+@pytest.mark.parametrize("canvas_size", [28, 40])
+def test_train_vae_freezes_the_ram_and_lowers_the_loss(canvas_size):
+    model, vae = tiny_ram(), tiny_vae(canvas_size=canvas_size)
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    writer, seen = FakeWriter(), []
+    T = 3
+    history = train_vae(vae, model, fake_loaders(canvas_size), num_glimpses=T, epochs=2, lr=1e-2, beta=1.0,
+                        device=torch.device("cpu"), writer=writer,
+                        on_epoch_end=lambda epoch, metrics: seen.append(epoch))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
+    assert seen == [1, 2] and [m["epoch"] for m in history] == [1, 2]
+    first, second = history[0]["train"], history[1]["train"]
+    assert second["loss"] < 0.9 * first["loss"], (first, second)
+    assert (first["bce_canvas"] > 0) == (canvas_size != 28)
+    valid = history[1]["valid"]
+    assert valid["count"] == 16 and len(valid["mse_t"]) == len(valid["bce_t"]) == T
+    for tag in ("vae/train_loss", "vae/train_bce_clean", "vae/train_kl", "vae/val_loss", "vae/val_mse_glimpse_3"):
+        assert (tag, 1) in writer.scalars and (tag, 2) in writer.scalars, tag
+    assert writer.scalars[("vae/train_loss", 2)] == second["loss"]
+
+
+def test_train_vae_resumes_after_start_epoch():
+    model, vae = tiny_ram(), tiny_vae()
+    history = train_vae(vae, model, {"train": fake_loaders()["train"]}, num_glimpses=2, epochs=3, lr=1e-3,
+                        beta=1.0, device=torch.device("cpu"), start_epoch=2)
+    assert [m["epoch"] for m in history] == [3] and "valid" not in history[0]
+
+
+def test_save_and_load_vae_round_trip(tmp_path):
+    vae = tiny_vae(canvas_size=40)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    out = vae(torch.randn(4, D))
+    out.clean_logits.sum().backward()
+    opt.step()
+    path = tmp_path / "vae" / "vae.pt"
+    save_vae(str(path), vae, opt, 5, {"num_glimpses": 6, "vae_beta": 1.0, "run_name": "r"})
+    loaded, state = load_vae(str(path), torch.device("cpu"),
+                             expected={**vae.settings, "num_glimpses": 6, "vae_beta": 1.0})
+    assert state["epoch"] == 5 and loaded.settings == vae.settings
+    for (k, a), (_, b) in zip(vae.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    opt2 = torch.optim.Adam(loaded.parameters(), lr=1e-3)
+    opt2.load_state_dict(state["optimizer"])
+    assert opt2.state_dict()["state"][0]["step"] == 1
+    h = torch.randn(2, D)
+    torch.testing.assert_close(loaded.encode(h), vae.encode(h), rtol=0, atol=0)
+
+
+def test_load_vae_errors_are_config_errors(tmp_path):
+    cpu = torch.device("cpu")
+    vae = tiny_vae()
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        load_vae(str(tmp_path / "missing.pt"), cpu, expected={})
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ConfigError, match="corrupt"):
+        load_vae(str(corrupt), cpu, expected={})
+    other = tmp_path / "other.pt"
+    torch.save({"model": {}}, str(other))
+    with pytest.raises(ConfigError, match="not a VAE checkpoint"):
+        load_vae(str(other), cpu, expected={})
+    path = tmp_path / "vae.pt"
+    save_vae(str(path), vae, None, 1, {"num_glimpses": 6})
+    with pytest.raises(ConfigError, match=r"latent_size=4 in the checkpoint but 32 here") as err:
+        load_vae(str(path), cpu, expected={**vae.settings, "latent_size": 32})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="num_glimpses=6 in the checkpoint but 8 here"):
+        load_vae(str(path), cpu, expected={"num_glimpses": 8})

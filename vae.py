@@ -1,0 +1,421 @@
+"""The hidden-state VAE, its ELBO and training on a frozen RAM, per-glimpse reconstructions,
+and the expected information gain (EIG) of a glimpse, imagined with the VAE. The realised
+IG and the categorical entropy / KL come from information.py and are re-exported here.
+
+Shapes follow the glossary of modules.py: B batch, T glimpses, C_in image channels,
+S_c canvas side, D hidden size, Z latent size, C classes; S (alone) is the number of
+imagined samples of the EIG estimator. The clean digit is always (1, 28, 28).
+
+The VAE reads one hidden state h_t of the RAM and explains it as an image: q(z | h_t) is a
+diagonal Gaussian, and two Bernoulli decoders share z, one for the clean 28x28 digit and,
+when the canvas differs from it (translated / cluttered sets), one for the whole canvas.
+Decoded mean images are sigmoid(logits), so they span (0, 1).
+"""
+
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from arguments import ConfigError
+# entropy, kl_categorical and information_gain live in information.py (shared with the
+# shaped reward); re-exported here so the explanations have one import.
+from information import entropy, information_gain, kl_categorical  # noqa: F401
+from utils import AverageMeter, atomic_save, load_checkpoint
+
+VAE_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- the model
+
+class VAEOutput(NamedTuple):
+    """What the ELBO needs for hidden states h (..., D).
+
+    mu, logvar     (..., Z)             q(z | h) = N(mu, diag exp(logvar))
+    z              (..., Z)             reparameterised sample mu + exp(logvar / 2) * eps
+    clean_logits   (..., 1, 28, 28)     Bernoulli logits of the clean digit
+    canvas_logits  (..., C_in, S_c, S_c) logits of the canvas; None when the canvas is the digit
+    """
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    clean_logits: torch.Tensor
+    canvas_logits: Optional[torch.Tensor]
+
+
+def _mlp(in_size, hidden, out_size):
+    return nn.Sequential(nn.Linear(in_size, hidden), nn.ReLU(), nn.Linear(hidden, out_size))
+
+
+class HiddenStateVAE(nn.Module):
+    """Encoder h_t (D) -> vae_hidden -> (mu, logvar) (Z + Z); decoders z -> vae_hidden -> logits.
+
+    z = mu + exp(logvar / 2) * eps, eps ~ N(0, I). The clean head always exists; the canvas
+    head exists only when (canvas_size, canvas_channels) != (clean_size, 1): for plain MNIST
+    the canvas is the clean digit, so `decode_canvas` is `decode_clean`.
+    """
+
+    def __init__(self, *, hidden_size, latent_size, vae_hidden, clean_size=28, canvas_size,
+                 canvas_channels=1):
+        super().__init__()
+        for name, value in (("hidden_size", hidden_size), ("latent_size", latent_size),
+                            ("vae_hidden", vae_hidden), ("clean_size", clean_size),
+                            ("canvas_size", canvas_size), ("canvas_channels", canvas_channels)):
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(f"HiddenStateVAE: {name} must be a positive int, got {value!r}")
+        self.settings = {"hidden_size": hidden_size, "latent_size": latent_size, "vae_hidden": vae_hidden,
+                         "clean_size": clean_size, "canvas_size": canvas_size,
+                         "canvas_channels": canvas_channels}
+        self.latent_size = latent_size
+        self.clean_shape = (1, clean_size, clean_size)
+        self.canvas_shape = (canvas_channels, canvas_size, canvas_size)
+        self.separate_canvas = self.canvas_shape != self.clean_shape
+        self.encoder = _mlp(hidden_size, vae_hidden, 2 * latent_size)
+        self.clean_decoder = _mlp(latent_size, vae_hidden, clean_size * clean_size)
+        self.canvas_decoder = (_mlp(latent_size, vae_hidden, canvas_channels * canvas_size ** 2)
+                               if self.separate_canvas else None)
+
+    @classmethod
+    def from_config(cls, config, *, canvas_size, canvas_channels):
+        """From the run's config (hidden_size, latent_size, vae_hidden) and the dataset's canvas."""
+        return cls(hidden_size=config.hidden_size, latent_size=config.latent_size,
+                   vae_hidden=config.vae_hidden, canvas_size=canvas_size, canvas_channels=canvas_channels)
+
+    def encode(self, h):
+        """(mu, logvar), each (..., Z), of q(z | h) from h (..., D)."""
+        mu, logvar = self.encoder(h).chunk(2, dim=-1)
+        return mu, logvar
+
+    @staticmethod
+    def reparameterise(mu, logvar, generator=None):
+        """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I): (..., Z)."""
+        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+        return mu + (0.5 * logvar).exp() * eps
+
+    def decode_clean(self, z):
+        """Bernoulli logits (..., 1, 28, 28) of the clean digit from z (..., Z)."""
+        return self.clean_decoder(z).unflatten(-1, self.clean_shape)
+
+    def decode_canvas(self, z):
+        """Bernoulli logits (..., C_in, S_c, S_c) of the whole canvas from z (..., Z)."""
+        if not self.separate_canvas:
+            return self.decode_clean(z)
+        return self.canvas_decoder(z).unflatten(-1, self.canvas_shape)
+
+    def forward(self, h):
+        """A `VAEOutput` for h (..., D), with one sampled z per hidden state."""
+        mu, logvar = self.encode(h)
+        z = self.reparameterise(mu, logvar)
+        return VAEOutput(mu=mu, logvar=logvar, z=z, clean_logits=self.decode_clean(z),
+                         canvas_logits=self.decode_canvas(z) if self.separate_canvas else None)
+
+
+# ----------------------------------------------------------------------------- pure maths
+
+def kl_divergence(mu, logvar):
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) per sample: (..., Z) -> (...,).
+
+    KL = 0.5 * sum_z (exp(logvar) + mu^2 - 1 - logvar)
+    """
+    return 0.5 * (logvar.exp() + mu * mu - 1.0 - logvar).sum(-1)
+
+
+def _check_unit_interval(name, target):
+    # BCE against a target outside [0, 1] is not a likelihood and can go negative.
+    lo, hi = target.min().item(), target.max().item()
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} targets must lie in [0, 1] for a Bernoulli likelihood, got [{lo:g}, {hi:g}]")
+
+
+def _bce_per_sample(logits, target):
+    """sum over the last three dims of BCE-with-logits: (..., c, h, w) -> (...,)."""
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(-3).sum(-1)
+
+
+def elbo_loss(*, clean_logits, clean, mu, logvar, beta, canvas_logits=None, canvas=None):
+    """Negative ELBO (beta-VAE), averaged over the N samples of the batch.
+
+    loss = mean_n [ BCE(clean_logits_n, clean_n) + BCE(canvas_logits_n, canvas_n) + beta * KL_n ]
+    BCE(a, x) = -sum_pixels [x log sigmoid(a) + (1 - x) log(1 - sigmoid(a))], targets x in [0, 1]
+    KL_n = kl_divergence(mu_n, logvar_n); the canvas term only when the canvas head is separate.
+
+    clean_logits, clean (N, 1, 28, 28); canvas_logits, canvas (N, C_in, S_c, S_c); mu, logvar (N, Z).
+    Returns a dict of scalar tensors: loss, bce_clean, bce_canvas (0 without a canvas head), kl.
+    """
+    if (canvas_logits is None) != (canvas is None):
+        raise ValueError("elbo_loss: canvas_logits and canvas must be given together")
+    _check_unit_interval("clean", clean)
+    bce_clean = _bce_per_sample(clean_logits, clean).mean()
+    if canvas is None:
+        bce_canvas = torch.zeros((), device=clean.device, dtype=clean_logits.dtype)
+    else:
+        _check_unit_interval("canvas", canvas)
+        bce_canvas = _bce_per_sample(canvas_logits, canvas).mean()
+    kl = kl_divergence(mu, logvar).mean()
+    return {"loss": bce_clean + bce_canvas + beta * kl, "bce_clean": bce_clean,
+            "bce_canvas": bce_canvas, "kl": kl}
+
+
+def eig_from_samples(p_prev, p_next):
+    """Monte-Carlo expected information gain and its standard error.
+
+    EIG = (1/S) sum_s KL(p_next^s || p_prev),  SE = std_s KL(p_next^s || p_prev) / sqrt(S)
+    p_prev (B, C), p_next (S, B, C) -> (EIG (B,), SE (B,)); SE is 0 when S = 1.
+    """
+    # KL >= 0; the clamp only removes rounding below zero when p_next^s == p_prev.
+    kl = kl_categorical(p_next, p_prev.unsqueeze(0)).clamp_min(0.0)  # (S, B)
+    S = kl.shape[0]
+    se = kl.std(0, correction=1) / S ** 0.5 if S > 1 else torch.zeros_like(kl[0])
+    return kl.mean(0), se
+
+
+def reconstruction_errors(decoded, clean, eps=1e-6):
+    """Per-image, per-glimpse reconstruction errors, each a mean over the P pixels: (B, T).
+
+    MSE_bt = (1/P) sum_i (d_bti - x_bi)^2
+    BCE_bt = -(1/P) sum_i [x_bi log d_bti + (1 - x_bi) log(1 - d_bti)], d clamped to [eps, 1 - eps]
+    decoded (B, T, 1, 28, 28) mean images in [0, 1]; clean (B, 1, 28, 28) in [0, 1].
+    Returns (mse, bce), each (B, T).
+    """
+    _check_unit_interval("clean", clean)
+    x = clean.unsqueeze(1).expand_as(decoded)  # (B, T, 1, 28, 28)
+    mse = (decoded - x).pow(2).flatten(2).mean(-1)  # (B, T)
+    d = decoded.clamp(eps, 1.0 - eps)
+    bce = F.binary_cross_entropy(d, x, reduction="none").flatten(2).mean(-1)  # (B, T)
+    return mse, bce
+
+
+def glimpse_batch(h, clean, canvas=None):
+    """Flatten (B, T) into B*T training pairs, row b*T + t holding h_t of image b.
+
+    h (B, T, D) -> (B*T, D); clean (B, 1, 28, 28) -> (B*T, 1, 28, 28) repeated T times per image;
+    canvas (B, C_in, S_c, S_c) -> (B*T, C_in, S_c, S_c) likewise (None stays None).
+    """
+    B, T = h.shape[:2]
+
+    def repeat(x):
+        return None if x is None else x.unsqueeze(1).expand(B, T, *x.shape[1:]).reshape(B * T, *x.shape[1:])
+
+    return h.reshape(B * T, -1), repeat(clean), repeat(canvas)  # (B*T, D), (B*T, 1, 28, 28), ...
+
+
+# ----------------------------------------------------------------------------- the frozen RAM
+
+@torch.no_grad()
+def hidden_states(model, x, num_glimpses):
+    """The frozen RAM's rollout of x (B, C_in, H, W) over T glimpses, without gradients.
+
+    Puts the model in eval mode; its parameters are only read. Returns the `Rollout`
+    (h (B, T, D), logits (B, T, C), l (B, T, 2), ...).
+    """
+    model.eval()
+    return model.rollout(x, num_glimpses)
+
+
+@torch.no_grad()
+def decoded_per_glimpse(vae, h):
+    """Mean clean images sigmoid(decode_clean(mu(h_t))) from the posterior mean, for every h_t.
+
+    h (B, T, D) -> (B, T, 1, 28, 28) in (0, 1).
+    """
+    mu, _ = vae.encode(h)  # (B, T, Z)
+    return torch.sigmoid(vae.decode_clean(mu))  # (B, T, 1, 28, 28)
+
+
+@torch.no_grad()
+def expected_information_gain(model, vae, out, x, *, samples, generator=None):
+    """EIG of every glimpse of a rollout, before it is taken: (EIG (B, T), SE (B, T)).
+
+    For glimpse t (0-based) at the rollout's own location l_t = out.l[:, t], from the state
+    s_{t-1} = model.state_before(out, t):
+      z^s ~ q(z | h_{t-1}) for t > 0, z^s ~ N(0, I) for t = 0 (nothing seen yet), s = 1..S;
+      x^s = sigmoid(vae.decode_canvas(z^s))           an imagined canvas (its mean image);
+      p_t^s = softmax(classifier(step(x^s, l_t, s_{t-1})[0]));
+      EIG_t = (1/S) sum_s KL(p_t^s || p_{t-1}),  p_{t-1} = softmax(out.logits[:, t-1]), p_{-1} = 1/C.
+    SE is the Monte-Carlo standard error over s.
+
+    Why this is the information the glimpse is expected to carry: for any q,
+    E_s KL(p^s || q) = -E_s H(p^s) - sum_c E_s[p^s_c] log q_c. When the classifier is
+    calibrated and the VAE is a good model of what it has not seen, E_s[p_t^s] = p_{t-1}, so
+    EIG_t = H_{t-1} - E_s[H_t^s] = I(class; glimpse t | glimpses < t), the mutual information.
+
+    Vectorised over S: the batch is repeated S times (row s*B + b) and each t is one `step`.
+    The noise per t is one draw eps (S, B, Z) from `generator` (the global RNG when None).
+    x (B, C_in, H, W) is the rollout's input; only its shape is used, to check that the
+    VAE's canvas matches what the RAM looks at.
+    """
+    if samples < 1:
+        raise ValueError(f"expected_information_gain: samples must be >= 1, got {samples}")
+    if tuple(x.shape[1:]) != vae.canvas_shape:
+        raise ValueError(f"the VAE imagines canvases of shape {vae.canvas_shape} but the RAM sees "
+                         f"{tuple(x.shape[1:])}")
+    model.eval()
+    vae.eval()
+    B, T, C = out.logits.shape
+    S, Z = samples, vae.latent_size
+    uniform = torch.full((B, C), 1.0 / C, device=out.h.device, dtype=out.logits.dtype)  # (B, C)
+    eigs, ses = [], []
+    for t in range(T):
+        eps = torch.randn(S, B, Z, device=out.h.device, dtype=out.h.dtype, generator=generator)  # (S, B, Z)
+        if t == 0:
+            z, p_prev = eps, uniform
+        else:
+            mu, logvar = vae.encode(out.h[:, t - 1])  # (B, Z)
+            z, p_prev = mu + (0.5 * logvar).exp() * eps, out.logits[:, t - 1].softmax(-1)  # (S, B, Z), (B, C)
+        canvas = torch.sigmoid(vae.decode_canvas(z)).flatten(0, 1)  # (S*B, C_in, S_c, S_c)
+        state = tuple(s.repeat(S, 1) for s in model.state_before(out, t))  # each (S*B, D)
+        l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
+        h = model.step(canvas, l, state)[0]  # (S*B, D)
+        p_next = model.classifier(h).softmax(-1).view(S, B, C)  # (S, B, C)
+        eig, se = eig_from_samples(p_prev, p_next)
+        eigs.append(eig)
+        ses.append(se)
+    return torch.stack(eigs, 1), torch.stack(ses, 1)  # (B, T), (B, T)
+
+
+# ----------------------------------------------------------------------------- training
+
+def _to(device, *tensors):
+    return [t.to(device, non_blocking=True) for t in tensors]
+
+
+def _vae_terms(vae, model, x, x_clean, *, num_glimpses, beta):
+    """ELBO terms on the hidden states of every glimpse of the frozen RAM's rollout of x."""
+    h = hidden_states(model, x, num_glimpses).h  # (B, T, D)
+    h, clean, canvas = glimpse_batch(h, x_clean, x if vae.separate_canvas else None)
+    out = vae(h)
+    return elbo_loss(clean_logits=out.clean_logits, clean=clean, mu=out.mu, logvar=out.logvar,
+                     beta=beta, canvas_logits=out.canvas_logits, canvas=canvas)
+
+
+@torch.no_grad()
+def evaluate_vae(vae, model, loader, *, num_glimpses, beta, device):
+    """Mean ELBO terms over a loader of (x, x_clean, y), and the reconstruction error after
+    each glimpse from the posterior mean: {loss, bce_clean, bce_canvas, kl: float,
+    mse_t, bce_t: list of T floats, count: images}."""
+    vae.eval()
+    meters = {k: AverageMeter() for k in ("loss", "bce_clean", "bce_canvas", "kl")}
+    mse_sum = bce_sum = torch.zeros(num_glimpses)
+    n = 0
+    for x, x_clean, _ in tqdm(loader, desc="vae valid", leave=False, unit="batch", dynamic_ncols=True):
+        x, x_clean = _to(device, x, x_clean)
+        out = hidden_states(model, x, num_glimpses)
+        h, clean, canvas = glimpse_batch(out.h, x_clean, x if vae.separate_canvas else None)
+        v = vae(h)
+        terms = elbo_loss(clean_logits=v.clean_logits, clean=clean, mu=v.mu, logvar=v.logvar, beta=beta,
+                          canvas_logits=v.canvas_logits, canvas=canvas)
+        for key, meter in meters.items():
+            meter.update(terms[key].item(), h.shape[0])
+        mse, bce = reconstruction_errors(decoded_per_glimpse(vae, out.h), x_clean)  # (B, T)
+        mse_sum = mse_sum + mse.sum(0).cpu()  # (T,)
+        bce_sum = bce_sum + bce.sum(0).cpu()  # (T,)
+        n += x.shape[0]
+    result = {k: m.avg for k, m in meters.items()}
+    result["mse_t"] = (mse_sum / max(n, 1)).tolist()
+    result["bce_t"] = (bce_sum / max(n, 1)).tolist()
+    result["count"] = n
+    return result
+
+
+def train_vae(vae, model, loaders, *, num_glimpses, epochs, lr, beta, device, writer=None,
+              start_epoch=0, optimizer=None, on_epoch_end=None):
+    """Train the VAE on h_1 .. h_T of every glimpse of the frozen RAM, epochs start_epoch+1 .. epochs.
+
+    Each batch (x, x_clean, y) of loaders["train"] gives B*T pairs (h_t of image b, clean digit
+    b [, canvas b]), from a fresh rollout whose locations are sampled by the policy as in
+    training; the RAM is in eval mode under no_grad, so its parameters never change.
+    `optimizer` (to resume) defaults to Adam(vae.parameters(), lr). After each epoch the mean
+    train terms and, when loaders has "valid", `evaluate_vae` on it are logged to `writer`
+    under vae/train_* and vae/val_* (plus vae/val_mse_glimpse_t), then
+    on_epoch_end(epoch, metrics) is called (e.g. to save a checkpoint).
+
+    Returns a list of per-epoch dicts {epoch, train: {loss, bce_clean, bce_canvas, kl}, valid}.
+    """
+    model.eval()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr) if optimizer is None else optimizer
+    history = []
+    for epoch in range(start_epoch + 1, epochs + 1):
+        vae.train()
+        meters = {k: AverageMeter() for k in ("loss", "bce_clean", "bce_canvas", "kl")}
+        bar = tqdm(loaders["train"], desc=f"vae epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True)
+        for i, (x, x_clean, _) in enumerate(bar):
+            x, x_clean = _to(device, x, x_clean)
+            terms = _vae_terms(vae, model, x, x_clean, num_glimpses=num_glimpses, beta=beta)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            n = x.shape[0] * num_glimpses
+            for key, meter in meters.items():
+                meter.update(terms[key].item(), n)
+            if not torch.isfinite(terms["loss"]):
+                raise FloatingPointError(f"the VAE loss became {terms['loss'].item()} at epoch {epoch}")
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{meters['loss'].avg:.2f}", kl=f"{meters['kl'].avg:.2f}")
+        metrics = {"epoch": epoch, "train": {k: m.avg for k, m in meters.items()}}
+        if "valid" in loaders:
+            metrics["valid"] = evaluate_vae(vae, model, loaders["valid"], num_glimpses=num_glimpses,
+                                            beta=beta, device=device)
+        if writer is not None:
+            for key, value in metrics["train"].items():
+                writer.add_scalar(f"vae/train_{key}", value, epoch)
+            for key, value in metrics.get("valid", {}).items():
+                if key in meters:
+                    writer.add_scalar(f"vae/val_{key}", value, epoch)
+            for t, value in enumerate(metrics.get("valid", {}).get("mse_t", []), 1):
+                writer.add_scalar(f"vae/val_mse_glimpse_{t}", value, epoch)
+        line = (f"vae epoch {epoch}/{epochs}: train loss {metrics['train']['loss']:.2f} "
+                f"(kl {metrics['train']['kl']:.2f})")
+        if "valid" in metrics:
+            line += f" | valid loss {metrics['valid']['loss']:.2f}"
+        tqdm.write(line)
+        history.append(metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+    return history
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_vae(path, vae, optimizer, epoch, config_dict, rng=None):
+    """Atomically save {format, settings, config, epoch, vae, optimizer, rng} to path.
+
+    settings: the VAE's constructor arguments; config_dict: the run's settings (e.g.
+    vars(config)), plain values only; rng: optionally utils.rng_state(...) for an exact resume.
+    """
+    atomic_save({
+        "format": VAE_FORMAT,
+        "settings": dict(vae.settings),
+        "config": dict(config_dict),
+        "epoch": epoch,
+        "vae": vae.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "rng": rng,
+    }, path)
+
+
+def load_vae(path, device, *, expected):
+    """Load a `save_vae` checkpoint: (HiddenStateVAE on device, the checkpoint dict).
+
+    `expected` maps names to the values this run needs; each is looked up in the saved VAE
+    settings, then in the saved config. A missing or corrupt file, another format, or any
+    difference raises ConfigError with a one-line message.
+    """
+    state = load_checkpoint(path, device)
+    if not isinstance(state, dict) or state.get("format") != VAE_FORMAT:
+        raise ConfigError(f"checkpoint {path} is not a VAE checkpoint of format {VAE_FORMAT}")
+    settings, config = state.get("settings") or {}, state.get("config") or {}
+    saved = {**config, **settings}
+    differ = [f"{k}={saved.get(k)!r} in the checkpoint but {v!r} here"
+              for k, v in expected.items() if saved.get(k) != v]
+    if differ:
+        raise ConfigError(f"VAE checkpoint {path} does not match this run: " + "; ".join(differ))
+    try:
+        vae = HiddenStateVAE(**settings)
+        vae.load_state_dict(state["vae"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"VAE checkpoint {path} does not fit a HiddenStateVAE ({type(err).__name__}: {first})")
+    return vae.to(device), state
