@@ -52,6 +52,14 @@ MODEL_FIELDS = (
 )
 
 
+# Settings of how a run learns: resuming it with other values would silently mix two
+# experiments in one run, so a resume checks these too.
+TRAINING_FIELDS = (
+    "reward", "reward_beta", "training_mode", "classify_all", "reinforce_core", "actor_weight",
+    "critic_weight", "data_seed",
+)
+
+
 class ConfigError(ValueError):
     """A bad setting, file or checkpoint: reported as one line and exit code 2."""
 
@@ -241,9 +249,19 @@ def run_name(config):
     return name
 
 
-def get_config(argv=None):
-    """Parse argv (default sys.argv[1:]) into the config; exit 2 with one line on bad input."""
-    parser = build_parser()
+def exit_on_config_error(entry, prog):
+    """Run entry(); a ConfigError becomes one line on stderr and exit code 2."""
+    try:
+        return entry()
+    except ConfigError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def get_config(argv=None, parser=None):
+    """Parse argv (default sys.argv[1:]) into the config; exit 2 with one line on bad input.
+    `parser`: build_parser() with a script's own extra flags (benchmarks, the data preview)."""
+    parser = build_parser() if parser is None else parser
     config = apply_defaults(parser.parse_args(argv))
     try:
         _check(config)

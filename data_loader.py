@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from tqdm import tqdm
 
-from arguments import DATASETS, ConfigError
+from arguments import DATASETS, ConfigError, exit_on_config_error
 from utils import atomic_write
 
 SPLITS = ("train", "valid", "test")
@@ -396,7 +396,7 @@ def save_samples(dataset, path, *, num_samples, title=""):
 
 def main(argv=None):
     """Build (or load) the dataset of --data_type and save --show N training samples."""
-    from arguments import apply_defaults, build_parser
+    from arguments import build_parser, get_config
 
     parser = build_parser()
     parser.prog = "data_loader.py"
@@ -404,7 +404,7 @@ def main(argv=None):
     group = parser.add_argument_group("preview")
     group.add_argument("--show", type=int, default=16,
                        help="save a grid of the first N training samples to <plot_dir>/<data_type>_samples.png")
-    config = apply_defaults(parser.parse_args(argv))
+    config = get_config(argv, parser)
     if config.show <= 0:
         parser.error(f"--show must be positive, got {config.show}")
     sets = build_sets(config)
@@ -418,8 +418,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as err:
-        print(f"data_loader.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_config_error(main, "data_loader.py")

@@ -6,9 +6,7 @@
     python main.py --compare RUN_A RUN_B   # overlay the reports of several runs
 """
 
-import sys
-
-from arguments import ConfigError, get_config
+from arguments import ConfigError, exit_on_config_error, get_config
 
 
 def main(argv=None):
@@ -34,8 +32,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as err:
-        print(f"main.py: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_config_error(main, "main.py")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from arguments import MODEL_FIELDS, ConfigError
+from arguments import MODEL_FIELDS, TRAINING_FIELDS, ConfigError
 from information import entropy, information_gain
 from model import RecurrentAttention
 from utils import (AverageMeter, animate_glimpses, atomic_save, load_checkpoint, plot_curves,
@@ -196,15 +196,15 @@ class Trainer:
         if is_best:
             atomic_save(state, self.path("best.pt"))
 
-    def load(self, name):
-        """Load checkpoint `name` of this run, checking it matches the command line."""
+    def load(self, name, fields=MODEL_FIELDS):
+        """Load checkpoint `name` of this run, checking that `fields` match the command line."""
         path = self.path(name)
         state = load_checkpoint(path, self.device)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ConfigError(f"checkpoint {path} is not a RAM checkpoint of format {CHECKPOINT_FORMAT}")
         saved = state["config"]
         differ = [f"{k}={saved.get(k)!r} in the checkpoint but {getattr(self.config, k)!r} here"
-                  for k in MODEL_FIELDS if saved.get(k) != getattr(self.config, k)]
+                  for k in fields if saved.get(k) != getattr(self.config, k)]
         if differ:
             raise ConfigError(f"checkpoint {path} does not match the command line: " + "; ".join(differ))
         try:
@@ -214,7 +214,7 @@ class Trainer:
         return state
 
     def resume(self):
-        state = self.load("latest.pt")
+        state = self.load("latest.pt", MODEL_FIELDS + TRAINING_FIELDS)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_acc, self.counter = state["epoch"], state["best_acc"], state["counter"]
@@ -240,6 +240,8 @@ class Trainer:
         n_train = len(self.data.loaders["train"].dataset)
         n_valid = len(self.data.loaders["valid"].dataset)
         print(f"[*] train on {n_train} images, validate on {n_valid}; run {config.run_name}")
+        if self.epoch >= config.epochs:
+            print(f"[*] already trained for {self.epoch} epochs: raise --epochs to continue")
 
         while self.epoch < config.epochs:
             self.epoch += 1

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from arguments import build_parser, image_side  # noqa: E402
+from arguments import build_parser, get_config, image_side  # noqa: E402
 from model import RecurrentAttention  # noqa: E402
 from trainer import hybrid_loss, loss_settings  # noqa: E402
 
@@ -31,7 +31,7 @@ def parse(argv):
     b.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     b.add_argument("--repeats", type=int, default=7, help="timed repeats (the median is reported)")
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    return parser.parse_args(argv)
+    return get_config(argv, parser)
 
 
 def timed(fn, steps, repeats, warmup, sync):
@@ -55,6 +55,7 @@ def main(argv=None):
     device = torch.device("cuda" if config.use_gpu else "cpu")
     sync = torch.cuda.synchronize if config.use_gpu else (lambda: None)
     side = image_side(config)
+    # Synthetic input of the dataset's canvas size: speed does not depend on the pixels.
     model = RecurrentAttention.from_config(config, in_channels=1, num_classes=10).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.init_lr)
     x = torch.rand(config.batch_size, 1, side, side, device=device)

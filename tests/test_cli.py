@@ -110,6 +110,9 @@ def test_checkpoint_errors_are_clear_and_destroy_nothing(run_cli, tmp_path):
     one_line_error(run_cli(*SMALL, "--hidden_size=48", "--is_train=False", "--run_name=r"), "hidden_size")
     one_line_error(run_cli(*SMALL, "--hidden_size=48", "--epochs=2", "--resume=True", "--run_name=r"),
                    "hidden_size")
+    # A resume may not change how the run learns either; a test may.
+    one_line_error(run_cli(*SMALL, "--reward=infogain", "--epochs=2", "--resume=True", "--run_name=r"),
+                   "reward='default' in the checkpoint but 'infogain' here")
     assert {name: (run / name).read_bytes() for name in os.listdir(run)} == before
 
     (run / "best.pt").write_bytes(before["best.pt"][: len(before["best.pt"]) // 2])  # truncated
