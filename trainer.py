@@ -173,7 +173,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=0.1, patience=config.lr_patience)
         self.run_dir = os.path.join(config.ckpt_dir, config.run_name)
-        self.epoch, self.best_acc, self.counter = 0, 0.0, 0
+        # best_acc starts below any accuracy, so the first epoch always writes best.pt.
+        self.epoch, self.best_acc, self.counter = 0, -1.0, 0
 
     # -- checkpoints
 

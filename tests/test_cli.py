@@ -166,3 +166,21 @@ def test_explicit_flags_win_over_the_preset_and_name_the_run():
     assert (config.core_net_type, config.reward, config.training_mode) == ("lstm", "infogain", "reinforce")
     assert config.run_name == "ram_6_8x8_1_1_mnist_HardAttRewardShaping_lstm"
     assert get_config([]).run_name == "ram_6_8x8_1_1_mnist_HardAtt"
+
+
+def test_batch_size_one_trains_and_reports(run_main, tmp_path):
+    args = [*SMALL, "--subset=5", "--batch_size=1", "--run_name=b1"]
+    run_main(*args, "--epochs=1")
+    report = run_main(*args, "--is_train=False")
+    assert report["count"] == 5 and len(report["per_glimpse"]["eig"]) == 3
+
+
+def test_cluttered_run_end_to_end_with_the_clean_digit(run_main, tmp_path):
+    args = [*SMALL, "--data_type=mnist-clut", "--run_name=clut"]
+    run_main(*args, "--epochs=1")
+    report = run_main(*args, "--is_train=False")
+    assert report["config"]["patch_size"] == 8 and report["count"] == 256
+    assert REPORT_FILES <= set(os.listdir(tmp_path / "report" / "clut"))
+    # The VAE has a canvas head for the 40x40 input and a clean head for the 28x28 digit.
+    vae = weights(tmp_path / "ckpt" / "clut" / "vae.pt")
+    assert vae["settings"]["canvas_size"] == 40 and vae["settings"]["clean_size"] == 28
