@@ -184,3 +184,19 @@ def test_cluttered_run_end_to_end_with_the_clean_digit(run_main, tmp_path):
     # The VAE has a canvas head for the 40x40 input and a clean head for the 28x28 digit.
     vae = weights(tmp_path / "ckpt" / "clut" / "vae.pt")
     assert vae["settings"]["canvas_size"] == 40 and vae["settings"]["clean_size"] == 28
+
+
+def test_shipped_checkpoint_loads_and_classifies(tmp_path):
+    """models/ holds the main job's best checkpoint; it must still load into today's model
+    and classify the first 1,000 test images as well as it did when it was shipped."""
+    from arguments import get_config
+    from conftest import ROOT
+    from data_loader import get_data
+    from trainer import Trainer
+
+    config = get_config(["--subset=1000", f"--ckpt_dir={ROOT}/models"])
+    torch.manual_seed(0)
+    trainer = Trainer(config, get_data(config))
+    state = trainer.load("best.pt")
+    assert state["epoch"] == 195
+    assert trainer.evaluate("test")["accuracy"] > 0.95
