@@ -94,8 +94,27 @@ class Retina(nn.Module):
         return prepared["flat"].gather(1, index)
 
     def extract(self, x, l):
-        """Convenience: phi for one glimpse of x (B, C_in, H, W) at l (B, 2)."""
-        return self(self.prepare(x), l)
+        """phi (B, K*C_in*g*g) of one glimpse of x (B, C_in, H, W) at l (B, 2), without `prepare`.
+
+        Crops each scale's S_i x S_i patch with one gather and average-pools it to g x g:
+        cheaper than `prepare` when each image gets one glimpse only (the imagined
+        canvases of the expected information gain), equal to it to rounding.
+        """
+        B, C_in, H, W = x.shape
+        p = self.pad
+        Wp = W + 2 * p
+        flat = F.pad(x, (p, p, p, p)).reshape(B, C_in, -1)  # (B, C_in, Hp*Wp)
+        centre = torch.floor((l + 1) * torch.tensor([W / 2.0, H / 2.0], device=x.device, dtype=x.dtype))
+        base = (centre @ torch.tensor([1.0, float(Wp)], device=x.device, dtype=x.dtype)).long()  # (B,)
+        phis = []
+        for i, side in enumerate(self.sides):
+            r = torch.arange(side, device=x.device)
+            inside = ((p - side // 2) * (Wp + 1) + r[:, None] * Wp + r[None, :]).reshape(-1)  # (S_i*S_i,)
+            index = (base[:, None] + inside).unsqueeze(1).expand(B, C_in, -1)  # (B, C_in, S_i*S_i)
+            patch = flat.gather(2, index).view(B, C_in, side, side)
+            pooled = patch if side == self.g else F.avg_pool2d(patch, side // self.g)  # (B, C_in, g, g)
+            phis.append(pooled.reshape(B, -1))
+        return torch.cat(phis, 1)  # (B, K*C_in*g*g)
 
 
 class GlimpseNetwork(nn.Module):

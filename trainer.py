@@ -13,7 +13,7 @@ from arguments import MODEL_FIELDS, TRAINING_FIELDS, ConfigError
 from information import entropy, information_gain
 from model import RecurrentAttention
 from utils import (AverageMeter, animate_glimpses, atomic_save, load_checkpoint, plot_curves,
-                   plot_glimpses, plot_reconstructions, rng_state, set_rng_state)
+                   plot_glimpses, plot_reconstructions, rng_state, seed_everything, set_rng_state)
 from vae import (HiddenStateVAE, decoded_per_glimpse, expected_information_gain, load_vae,
                  reconstruction_errors, save_vae, train_vae)
 
@@ -345,6 +345,9 @@ class Trainer:
         print(f"[*] loaded {self.path('best.pt')} (epoch {state['epoch']}, "
               f"validation accuracy {state['best_acc']:.2%})")
         vae = self.hidden_state_vae(ram_epoch=state["epoch"])
+        # The report is a function of the checkpoints and the seed, whether or not the VAE
+        # was trained (drawing random numbers) just before.
+        seed_everything(config.random_seed)
         metrics = self.evaluate("test")
         print(f"test accuracy {metrics['accuracy']:.2%} (error {1 - metrics['accuracy']:.2%}) "
               f"on {metrics['count']} images, M={config.M}")

@@ -200,3 +200,12 @@ def test_shipped_checkpoint_loads_and_classifies(tmp_path):
     state = trainer.load("best.pt")
     assert state["epoch"] == 195
     assert trainer.evaluate("test")["accuracy"] > 0.95
+
+
+def test_report_does_not_depend_on_whether_the_vae_was_just_trained(run_main):
+    args = [*SMALL, "--run_name=rep"]
+    run_main(*args, "--epochs=1")
+    first = run_main(*args, "--is_train=False")  # trains the VAE first
+    again = run_main(*args, "--is_train=False")  # reuses it
+    assert first["per_glimpse"] == again["per_glimpse"]
+    assert first["test_accuracy"] == again["test_accuracy"]
