@@ -128,9 +128,8 @@ def glimpse_statistics(probs, y):
 def mc_probabilities(model, x, num_glimpses, M):
     """Class probabilities (B, T, C) after each glimpse, averaged over M rollouts per image."""
     B = x.shape[0]
-    out = model.rollout(x.repeat(M, 1, 1, 1), num_glimpses)
-    probs = out.logits.softmax(-1).view(M, B, *out.logits.shape[1:]).mean(0)  # (B, T, C)
-    return probs, out
+    logits = model.rollout(x.repeat(M, 1, 1, 1), num_glimpses).logits  # (M*B, T, C)
+    return logits.softmax(-1).view(M, B, *logits.shape[1:]).mean(0)  # (B, T, C)
 
 
 def per_glimpse(sums, n):
@@ -317,7 +316,7 @@ class Trainer:
         nll, n = 0.0, 0
         for x, _, y in tqdm(self.data.loaders[split], desc=split, leave=False, unit="batch"):
             x, y = x.to(self.device), y.to(self.device)
-            probs, _ = mc_probabilities(model, x, config.num_glimpses, config.M)  # (B, T, C)
+            probs = mc_probabilities(model, x, config.num_glimpses, config.M)  # (B, T, C)
             for key, value in glimpse_statistics(probs, y).items():
                 sums[key] += value.cpu()
             nll += -probs[:, -1].gather(1, y[:, None]).clamp_min(1e-12).log().sum().item()
