@@ -73,7 +73,9 @@ def load_torchvision_mnist(data_dir):
         train = MNIST(data_dir, train=True, download=True)
         test = MNIST(data_dir, train=False, download=True)
     except (RuntimeError, OSError) as err:
-        raise ConfigError(f"torchvision MNIST could not be loaded from or downloaded to {data_dir}: {err}")
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ConfigError(f"torchvision MNIST could not be loaded from or downloaded to {data_dir} ({first}); "
+                          f"offline, use the default --data_source embedded")
     images, labels = train.data.numpy(), train.targets.numpy().astype(np.int64)
     return {
         "train": (images[:NUM_TRAIN], labels[:NUM_TRAIN]),

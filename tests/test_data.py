@@ -360,3 +360,19 @@ def test_show_saves_a_png(tmp_path, fake_loader, capsys):
     assert path == os.path.join(f"{tmp_path}/plots", "mnist-clut_samples.png")
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_torchvision_source_offline_is_one_clear_line(monkeypatch, tmp_path):
+    """No network here: torchvision's download fails, and the user gets one line naming the fix."""
+    import torchvision.datasets
+
+    import data_loader
+    from arguments import ConfigError
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got:\n<urlopen error>")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(ConfigError) as err:
+        data_loader.load_torchvision_mnist(str(tmp_path))
+    assert "\n" not in str(err.value) and "--data_source embedded" in str(err.value)
