@@ -30,7 +30,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from tqdm import tqdm
 
 from arguments import DATASETS, ConfigError, exit_on_config_error
-from utils import atomic_write
+from utils import atomic_write, first_line, pyplot, save_figure
 
 SPLITS = ("train", "valid", "test")
 NUM_TRAIN = 50_000
@@ -73,8 +73,8 @@ def load_torchvision_mnist(data_dir):
         train = MNIST(data_dir, train=True, download=True)
         test = MNIST(data_dir, train=False, download=True)
     except (RuntimeError, OSError) as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise ConfigError(f"torchvision MNIST could not be loaded from or downloaded to {data_dir} ({first}); "
+        raise ConfigError(f"torchvision MNIST could not be loaded from or downloaded to {data_dir} "
+                          f"({first_line(err)}); "
                           f"offline, use the default --data_source embedded")
     images, labels = train.data.numpy(), train.targets.numpy().astype(np.int64)
     return {
@@ -357,11 +357,9 @@ def get_data(config, sets=None):
 def save_samples(dataset, path, *, num_samples, title=""):
     """Grid of the first num_samples images of dataset with their labels: each canvas with
     the digit's recorded 28x28 box (dashed) and, for generated sets, the clean digit beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
+    plt = pyplot()
 
     n = min(num_samples, len(dataset))
     x, x_clean, y = dataset[torch.arange(n)]  # (n, 1, S, S), (n, 1, 28, 28), (n,)
@@ -390,9 +388,7 @@ def save_samples(dataset, path, *, num_samples, title=""):
                                         interpolation="nearest")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

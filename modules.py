@@ -15,6 +15,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def pixel_centre(l, half):
+    """The retina's rule for the patch centre in pixels: floor((l + 1) * half), half = (W/2, H/2).
+
+    l (..., 2) -> (..., 2) (column, row), as floats holding integers.
+    """
+    return torch.floor((l + 1) * half)
+
+
 def box_filter(x, m):
     """Mean of every m x m window of x (B, C_in, H, W), stride 1, as (B, C_in, H, W).
 
@@ -86,10 +94,14 @@ class Retina(nn.Module):
             "stride": torch.tensor([1.0, float(Wp)], device=device, dtype=x.dtype),
         }
 
+    @staticmethod
+    def centre_index(l, half, stride):
+        """Flat index (B,) of the centre pixel in a padded plane: column + Wp * row."""
+        return (pixel_centre(l, half) @ stride).long()
+
     def forward(self, prepared, l):
         """phi = rho(x, l): (B, K*C_in*g*g) from `prepare(x)` and l (B, 2)."""
-        centre = torch.floor((l + 1) * prepared["half"])  # (B, 2) pixel column, row
-        base = (centre @ prepared["stride"]).long()  # (B,) flat index of the centre pixel
+        base = self.centre_index(l, prepared["half"], prepared["stride"])  # (B,)
         index = base[:, None] + prepared["offsets"]  # (B, K*C_in*g*g)
         return prepared["flat"].gather(1, index)
 
@@ -104,8 +116,8 @@ class Retina(nn.Module):
         p = self.pad
         Wp = W + 2 * p
         flat = F.pad(x, (p, p, p, p)).reshape(B, C_in, -1)  # (B, C_in, Hp*Wp)
-        centre = torch.floor((l + 1) * torch.tensor([W / 2.0, H / 2.0], device=x.device, dtype=x.dtype))
-        base = (centre @ torch.tensor([1.0, float(Wp)], device=x.device, dtype=x.dtype)).long()  # (B,)
+        base = self.centre_index(l, torch.tensor([W / 2.0, H / 2.0], device=x.device, dtype=x.dtype),
+                                 torch.tensor([1.0, float(Wp)], device=x.device, dtype=x.dtype))  # (B,)
         phis = []
         for i, side in enumerate(self.sides):
             r = torch.arange(side, device=x.device)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from arguments import MODEL_FIELDS, TRAINING_FIELDS, ConfigError
 from information import entropy, information_gain
 from model import RecurrentAttention
-from utils import (AverageMeter, animate_glimpses, atomic_save, load_checkpoint, plot_curves,
+from utils import (AverageMeter, animate_glimpses, atomic_save, check_matches, first_line, load_checkpoint, plot_curves,
                    plot_glimpses, plot_reconstructions, rng_state, seed_everything, set_rng_state)
 from vae import (HiddenStateVAE, decoded_per_glimpse, expected_information_gain, load_vae,
                  reconstruction_errors, save_vae, train_vae)
@@ -199,18 +199,13 @@ class Trainer:
     def load(self, name, fields=MODEL_FIELDS):
         """Load checkpoint `name` of this run, checking that `fields` match the command line."""
         path = self.path(name)
-        state = load_checkpoint(path, self.device)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"checkpoint {path} is not a RAM checkpoint of format {CHECKPOINT_FORMAT}")
-        saved = state["config"]
-        differ = [f"{k}={saved.get(k)!r} in the checkpoint but {getattr(self.config, k)!r} here"
-                  for k in fields if saved.get(k) != getattr(self.config, k)]
-        if differ:
-            raise ConfigError(f"checkpoint {path} does not match the command line: " + "; ".join(differ))
+        state = load_checkpoint(path, self.device, kind="RAM", version=CHECKPOINT_FORMAT)
+        check_matches(f"checkpoint {path} does not match the command line", state["config"],
+                      {k: getattr(self.config, k) for k in fields})
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
-            raise ConfigError(f"checkpoint {path} does not fit the model: {str(err).splitlines()[0]}")
+            raise ConfigError(f"checkpoint {path} does not fit the model: {first_line(err)}")
         return state
 
     def resume(self):
@@ -377,27 +372,27 @@ class Trainer:
         vae = HiddenStateVAE.from_config(config, canvas_size=self.data.image_size,
                                          canvas_channels=self.data.in_channels).to(self.device)
         expected = {**vae.settings, "ram_epoch": ram_epoch, "vae_beta": config.vae_beta}
-        optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
-        start = 0
+        start, state = 0, None
         if os.path.exists(path):
             vae, state = load_vae(path, self.device, expected=expected)
-            optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
             start = state["epoch"]
             if not config.train_vae:
                 if start < config.vae_epochs:
                     print(f"[!] the VAE of {config.run_name} is trained for {start} of {config.vae_epochs} "
                           f"epochs; --train_vae=True continues it")
                 return vae
-            if state["optimizer"] is not None:
-                optimizer.load_state_dict(state["optimizer"])
-            if state["rng"] is not None:
-                set_rng_state(state["rng"])
             if start >= config.vae_epochs:
                 print(f"[*] the VAE is already trained for {start} epochs; raise --vae_epochs to continue")
                 return vae
         else:
             print(f"[*] no VAE for run {config.run_name} yet: training it first on the frozen best RAM "
                   f"({config.vae_epochs} epochs; --vae_epochs)")
+        optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
+        if state is not None:
+            if state["optimizer"] is not None:
+                optimizer.load_state_dict(state["optimizer"])
+            if state["rng"] is not None:
+                set_rng_state(state["rng"])
         writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name))
         saved = {**vars(config), "ram_epoch": ram_epoch}
 

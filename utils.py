@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from arguments import ConfigError
+from modules import pixel_centre
 
 
 def seed_everything(seed):
@@ -65,15 +66,31 @@ def atomic_save(obj, path):
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def load_checkpoint(path, device):
-    """torch.load with map_location; a missing or unreadable file is a ConfigError."""
+def first_line(err, limit=200):
+    """The first line of an exception's message, so that an error stays one line."""
+    return (str(err).strip().splitlines() or [""])[0][:limit]
+
+
+def load_checkpoint(path, device, *, kind, version):
+    """torch.load with map_location of a dict saved with {"format": version}; a missing,
+    unreadable or foreign file is a ConfigError."""
     if not os.path.isfile(path):
         raise ConfigError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {first})")
+        raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {first_line(err)})")
+    if not isinstance(state, dict) or state.get("format") != version:
+        raise ConfigError(f"checkpoint {path} is not a {kind} checkpoint of format {version}")
+    return state
+
+
+def check_matches(what, saved, wanted):
+    """Raise a ConfigError naming every key of `wanted` whose value differs in `saved`."""
+    differ = [f"{k}={saved.get(k)!r} in the checkpoint but {v!r} here"
+              for k, v in wanted.items() if saved.get(k) != v]
+    if differ:
+        raise ConfigError(f"{what}: " + "; ".join(differ))
 
 
 class AverageMeter:
@@ -91,7 +108,8 @@ class AverageMeter:
         return self.sum / max(self.count, 1)
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,13 +123,13 @@ def glimpse_boxes(l, *, image_size, sides):
 
     Uses the retina's own rule: centre = floor((l + 1) / 2 * W), top-left = centre - S // 2.
     """
-    centre = torch.floor((l + 1) * (image_size / 2.0))  # (T, 2)
+    centre = pixel_centre(l, image_size / 2.0)  # (T, 2)
     return torch.stack([centre - side // 2 for side in sides], 1)  # (T, K, 2)
 
 
 def plot_glimpses(images, l, path, *, sides, labels=None, preds=None, max_images=9):
     """Save a grid of images (N, 1, H, W) with their glimpse path l (N, T, 2) and patch boxes."""
-    plt = _pyplot()
+    plt = pyplot()
     n = min(max_images, images.shape[0])
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -128,20 +146,20 @@ def plot_glimpses(images, l, path, *, sides, labels=None, preds=None, max_images
             title.append(f"pred={int(preds[i])}")
         ax.set_title(" ".join(title), fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _draw_glimpses(ax, image, l, sides, upto=None):
     """Image (1, H, W) with the path and boxes of glimpses 1..upto (all when None) of l (T, 2)."""
     from matplotlib.patches import Rectangle
 
-    plt = _pyplot()
+    plt = pyplot()
     size = image.shape[-1]
     T = l.shape[0] if upto is None else upto
     colours = plt.cm.viridis(np.linspace(0, 1, l.shape[0]))
     ax.imshow(image[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
     corners = glimpse_boxes(l.cpu(), image_size=size, sides=sides)
-    centres = torch.floor((l.cpu() + 1) * (size / 2.0)).numpy()
+    centres = pixel_centre(l.cpu(), size / 2.0).numpy()
     ax.plot(centres[:T, 0], centres[:T, 1], "-", color="white", lw=0.8, alpha=0.7)
     for t in range(T):
         for k, side in enumerate(sides):
@@ -157,7 +175,7 @@ def plot_reconstructions(images, l, decoded, path, *, sides, clean=None, labels=
     """One row per image: the input with its glimpses, the clean digit (if given), then the
     VAE's decoded mean image after glimpse 1..T. images (N, 1, H, W), l (N, T, 2),
     decoded (N, T, 1, 28, 28), clean (N, 1, 28, 28)."""
-    plt = _pyplot()
+    plt = pyplot()
     N, T = decoded.shape[:2]
     lead = 1 if clean is None else 2
     fig, axes = plt.subplots(N, lead + T, figsize=(1.3 * (lead + T), 1.4 * N), squeeze=False)
@@ -176,12 +194,12 @@ def plot_reconstructions(images, l, decoded, path, *, sides, clean=None, labels=
             if i == 0:
                 ax.set_title(f"after t={t + 1}", fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_curves(panels, path, *, title=None):
     """Per-glimpse curves, one panel each: panels = {panel title: {label: (values (T,), stderr (T,) or None)}}."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     for ax, (name, curves) in zip(axes[0], panels.items()):
         for label, (values, err) in curves.items():
@@ -197,12 +215,12 @@ def plot_curves(panels, path, *, title=None):
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def animate_glimpses(images, l, path, *, sides, labels=None, preds=None):
     """An animated GIF of the glimpse path on images (N, 1, H, W), one frame per glimpse."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     N, T = l.shape[:2]
@@ -229,8 +247,9 @@ def animate_glimpses(images, l, path, *, sides, labels=None, preds=None):
     plt.close(fig)
 
 
-def _save(fig, path):
-    plt = _pyplot()
+def save_figure(fig, path):
+    """Save fig as path (folders created) and close it."""
+    plt = pyplot()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -23,7 +23,7 @@ from arguments import ConfigError
 # entropy, kl_categorical and information_gain live in information.py (shared with the
 # shaped reward); re-exported here so the explanations have one import.
 from information import entropy, information_gain, kl_categorical  # noqa: F401
-from utils import AverageMeter, atomic_save, load_checkpoint
+from utils import AverageMeter, atomic_save, check_matches, first_line, load_checkpoint
 
 VAE_FORMAT = 1
 
@@ -403,19 +403,13 @@ def load_vae(path, device, *, expected):
     settings, then in the saved config. A missing or corrupt file, another format, or any
     difference raises ConfigError with a one-line message.
     """
-    state = load_checkpoint(path, device)
-    if not isinstance(state, dict) or state.get("format") != VAE_FORMAT:
-        raise ConfigError(f"checkpoint {path} is not a VAE checkpoint of format {VAE_FORMAT}")
+    state = load_checkpoint(path, device, kind="VAE", version=VAE_FORMAT)
     settings, config = state.get("settings") or {}, state.get("config") or {}
-    saved = {**config, **settings}
-    differ = [f"{k}={saved.get(k)!r} in the checkpoint but {v!r} here"
-              for k, v in expected.items() if saved.get(k) != v]
-    if differ:
-        raise ConfigError(f"VAE checkpoint {path} does not match this run: " + "; ".join(differ))
+    check_matches(f"VAE checkpoint {path} does not match this run", {**config, **settings}, expected)
     try:
         vae = HiddenStateVAE(**settings)
         vae.load_state_dict(state["vae"])
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"VAE checkpoint {path} does not fit a HiddenStateVAE ({type(err).__name__}: {first})")
+        raise ConfigError(f"VAE checkpoint {path} does not fit a HiddenStateVAE "
+                          f"({type(err).__name__}: {first_line(err)})")
     return vae.to(device), state
