@@ -48,7 +48,7 @@ _FALSE = {"false", "0", "no", "n", "f"}
 # values differ from the command line for any of these cannot be resumed or tested.
 MODEL_FIELDS = (
     "data_type", "num_glimpses", "patch_size", "glimpse_scale", "num_patches",
-    "glimpse_hidden", "loc_hidden", "hidden_size", "core_net_type", "std",
+    "glimpse_hidden", "loc_hidden", "hidden_size", "core_net_type", "std", "locator_hidden",
 )
 
 
@@ -56,8 +56,11 @@ MODEL_FIELDS = (
 # experiments in one run, so a resume checks these too.
 TRAINING_FIELDS = (
     "reward", "reward_beta", "training_mode", "classify_all", "reinforce_core", "actor_weight",
-    "critic_weight", "data_seed",
+    "critic_weight", "data_seed", "lr_schedule",
 )
+
+# Fields added after checkpoints were first shipped, with the value those checkpoints used.
+LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau"}
 
 
 class ConfigError(ValueError):
@@ -126,6 +129,9 @@ def build_parser():
                         "not only after the last")
 
     r = p.add_argument_group("reinforce")
+    r.add_argument("--locator_hidden", type=int, default=0,
+                   help="hidden ReLU layer of the location network: mu = tanh(W_l relu(W_u h + b_u) + b_l) "
+                        "with this many units (0: the paper's mu = tanh(W_l h + b_l))")
     r.add_argument("--std", type=float, default=0.05, help="std of the Gaussian location policy")
     r.add_argument("--M", type=int, default=1, help="Monte-Carlo rollouts per image averaged at validation/test")
     r.add_argument("--actor_weight", type=float, default=1.0, help="weight of the REINFORCE term in the hybrid loss")
@@ -154,6 +160,9 @@ def build_parser():
     t.add_argument("--resume", type=str2bool, default=False, help="continue the run from its latest checkpoint")
     t.add_argument("--epochs", type=int, default=200, help="maximum number of epochs")
     t.add_argument("--init_lr", type=float, default=1e-3, help="initial Adam learning rate")
+    t.add_argument("--lr_schedule", default="plateau", choices=["plateau", "cosine"],
+                   help="plateau: lr / 10 after --lr_patience epochs without validation gain; cosine: "
+                        "lr decays from --init_lr to 0 along a half cosine over --epochs")
     t.add_argument("--lr_patience", type=int, default=20,
                    help="epochs without validation-accuracy gain before the lr is divided by 10")
     t.add_argument("--train_patience", type=int, default=50,
@@ -193,7 +202,7 @@ def _check(config):
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")
-    for name in ("subset", "plot_freq", "data_seed"):
+    for name in ("subset", "plot_freq", "data_seed", "locator_hidden"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}")
     for name in ("std", "init_lr", "vae_lr"):

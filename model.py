@@ -37,7 +37,8 @@ class RecurrentAttention(nn.Module):
     """
 
     def __init__(self, *, in_channels, num_classes, patch_size, num_patches, glimpse_scale,
-                 glimpse_hidden, loc_hidden, hidden_size, std, core_net_type="rnn", reinforce_core=False):
+                 glimpse_hidden, loc_hidden, hidden_size, std, core_net_type="rnn", reinforce_core=False,
+                 locator_hidden=0):
         super().__init__()
         self.retina = Retina(patch_size=patch_size, num_patches=num_patches, glimpse_scale=glimpse_scale)
         self.glimpse = GlimpseNetwork(phi_size=in_channels * self.retina.out_size,
@@ -45,7 +46,7 @@ class RecurrentAttention(nn.Module):
                                       out_size=hidden_size)
         core_class = {"rnn": CoreNetwork, "lstm": LSTMCore}[core_net_type]
         self.core = core_class(input_size=hidden_size, hidden_size=hidden_size)
-        self.locator = LocationNetwork(input_size=hidden_size, std=std)
+        self.locator = LocationNetwork(input_size=hidden_size, std=std, hidden_size=locator_hidden)
         self.classifier = ActionNetwork(input_size=hidden_size, num_classes=num_classes)
         self.baseliner = BaselineNetwork(input_size=hidden_size)
         # False: the REINFORCE term trains only the location network (its input h is
@@ -59,7 +60,7 @@ class RecurrentAttention(nn.Module):
                    glimpse_scale=config.glimpse_scale, glimpse_hidden=config.glimpse_hidden,
                    loc_hidden=config.loc_hidden, hidden_size=config.hidden_size,
                    std=config.std, core_net_type=config.core_net_type,
-                   reinforce_core=config.reinforce_core)
+                   reinforce_core=config.reinforce_core, locator_hidden=config.locator_hidden)
 
     def rollout(self, x, num_glimpses):
         """Run T = num_glimpses glimpses on x (B, C_in, H, W); return a `Rollout`."""

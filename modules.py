@@ -216,20 +216,24 @@ class LSTMCore(nn.Module):
 
 
 class LocationNetwork(nn.Module):
-    """Gaussian policy pi(l_t | h_{t-1}) = N(mu_t, std^2 I), mu_t = tanh(W_l h_{t-1} + b_l).
+    """Gaussian policy pi(l_t | h_{t-1}) = N(mu_t, std^2 I), mu_t = tanh(W_l h_{t-1} + b_l),
+    or with a hidden ReLU layer mu_t = tanh(W_l relu(W_u h_{t-1} + b_u) + b_l).
 
     The sample is a score-function (REINFORCE) sample: it is drawn without gradient, its
     log-density is taken on the unclamped value, and only then is it clamped to [-1, 1]
     for the retina.
     """
 
-    def __init__(self, *, input_size, std):
+    def __init__(self, *, input_size, std, hidden_size=0):
         super().__init__()
-        self.fc = nn.Linear(input_size, 2)
+        self.fc_hidden = nn.Linear(input_size, hidden_size) if hidden_size else None  # W_u
+        self.fc = nn.Linear(hidden_size or input_size, 2)  # W_l
         self.std = std
 
     def forward(self, h):
         """mu (..., 2) from h (..., D)."""
+        if self.fc_hidden is not None:
+            h = F.relu(self.fc_hidden(h))
         return torch.tanh(self.fc(h))
 
     def log_prob(self, l_raw, mu):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from arguments import MODEL_FIELDS, TRAINING_FIELDS, ConfigError
+from arguments import LEGACY_DEFAULTS, MODEL_FIELDS, TRAINING_FIELDS, ConfigError
 from information import entropy, information_gain
 from model import RecurrentAttention
 from utils import (AverageMeter, animate_glimpses, atomic_save, check_matches, first_line, load_checkpoint, plot_curves,
@@ -169,8 +169,11 @@ class Trainer:
         self.model = RecurrentAttention.from_config(
             config, in_channels=data.in_channels, num_classes=data.num_classes).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.init_lr)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=0.1, patience=config.lr_patience)
+        if config.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=0.1, patience=config.lr_patience)
         self.run_dir = os.path.join(config.ckpt_dir, config.run_name)
         # best_acc starts below any accuracy, so the first epoch always writes best.pt.
         self.epoch, self.best_acc, self.counter = 0, -1.0, 0
@@ -200,7 +203,7 @@ class Trainer:
         """Load checkpoint `name` of this run, checking that `fields` match the command line."""
         path = self.path(name)
         state = load_checkpoint(path, self.device, kind="RAM", version=CHECKPOINT_FORMAT)
-        check_matches(f"checkpoint {path} does not match the command line", state["config"],
+        check_matches(f"checkpoint {path} does not match the command line", {**LEGACY_DEFAULTS, **state["config"]},
                       {k: getattr(self.config, k) for k in fields})
         try:
             self.model.load_state_dict(state["model"])
@@ -243,7 +246,10 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             train = self.train_one_epoch()
             valid = self.evaluate("valid")
-            self.scheduler.step(valid["accuracy"])
+            if self.config.lr_schedule == "cosine":
+                self.scheduler.step()
+            else:
+                self.scheduler.step(valid["accuracy"])
             is_best = valid["accuracy"] > self.best_acc
             if is_best:
                 self.best_acc, self.counter = valid["accuracy"], 0
