@@ -30,7 +30,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from tqdm import tqdm
 
 from arguments import DATASETS, ConfigError, exit_on_config_error
-from utils import atomic_write, first_line, pyplot, save_figure
+from plots import pyplot, save_figure
+from utils import atomic_write, first_line
 
 SPLITS = ("train", "valid", "test")
 NUM_TRAIN = 50_000

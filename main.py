@@ -14,12 +14,13 @@ def main(argv=None):
     # Heavy imports only after the flags are known to be valid.
     import torch
 
+    import explain
     from data_loader import get_data
     from trainer import Trainer
-    from utils import compare_runs, seed_everything
+    from utils import seed_everything
 
     if config.compare:
-        return compare_runs(config.report_dir, config.compare)
+        return explain.compare_runs(config.report_dir, config.compare)
 
     if config.use_gpu and not torch.cuda.is_available():
         raise ConfigError("--use_gpu=True but CUDA is not available")
@@ -28,7 +29,7 @@ def main(argv=None):
     trainer = Trainer(config, data)
     if config.is_train:
         return trainer.train()
-    return trainer.test()
+    return explain.test(config, data, trainer)
 
 
 if __name__ == "__main__":

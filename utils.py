@@ -1,4 +1,4 @@
-"""Seeding, RNG state, atomic checkpoint I/O, meters and plots."""
+"""Seeding, RNG state, atomic checkpoint I/O and checks, the per-glimpse meter, logging helpers."""
 
 import os
 import random
@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from arguments import ConfigError
-from modules import pixel_centre
 
 
 def seed_everything(seed):
@@ -108,183 +107,60 @@ class AverageMeter:
         return self.sum / max(self.count, 1)
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (no screen needed)."""
-    import matplotlib
+class GlimpseMeter:
+    """Mean and standard error over images of per-glimpse quantities, by name.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def glimpse_boxes(l, *, image_size, sides):
-    """Top-left corners (T, K, 2) in pixels of every retina patch for locations l (T, 2).
-
-    Uses the retina's own rule: centre = floor((l + 1) / 2 * W), top-left = centre - S // 2.
+    `update(name=values)` takes (B, T) tensors, one row per image; sums and sums of squares
+    are kept in float64 on the CPU. mean_t = sum_b v_bt / n, se_t = sqrt(var_t / n) with the
+    unbiased variance over the n images.
     """
-    centre = pixel_centre(l, image_size / 2.0)  # (T, 2)
-    return torch.stack([centre - side // 2 for side in sides], 1)  # (T, K, 2)
+
+    def __init__(self):
+        self.sums, self.squares, self.counts = {}, {}, {}
+
+    def update(self, **values):
+        for name, v in values.items():
+            v = v.detach().double().cpu()  # (B, T)
+            self.sums[name] = self.sums.get(name, 0) + v.sum(0)
+            self.squares[name] = self.squares.get(name, 0) + (v * v).sum(0)
+            self.counts[name] = self.counts.get(name, 0) + v.shape[0]
+
+    def mean(self, name):
+        """(T,) mean over the images seen, as a list."""
+        return (self.sums[name] / max(self.counts[name], 1)).tolist()
+
+    def se(self, name):
+        """(T,) standard error of the mean, as a list (0 for fewer than two images)."""
+        n = self.counts[name]
+        mean = self.sums[name] / max(n, 1)
+        var = (self.squares[name] / max(n, 1) - mean ** 2).clamp_min(0) * n / max(n - 1, 1)
+        return (var / max(n, 1)).sqrt().tolist()
+
+    def means(self):
+        return {name: self.mean(name) for name in self.sums}
 
 
-def plot_glimpses(images, l, path, *, sides, labels=None, preds=None, max_images=9):
-    """Save a grid of images (N, 1, H, W) with their glimpse path l (N, T, 2) and patch boxes."""
-    plt = pyplot()
-    n = min(max_images, images.shape[0])
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        _draw_glimpses(ax, images[i], l[i], sides)
-        title = []
-        if labels is not None:
-            title.append(f"y={int(labels[i])}")
-        if preds is not None:
-            title.append(f"pred={int(preds[i])}")
-        ax.set_title(" ".join(title), fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
+def log_scalars(writer, prefix, metrics, step):
+    """TensorBoard scalars as prefix/name; per-glimpse lists (names ending in _t) as
+    prefix/name/glimpse_t. A "count" entry is not a scalar to plot."""
+    for key, value in metrics.items():
+        if isinstance(value, list):
+            for t, v in enumerate(value, 1):
+                writer.add_scalar(f"{prefix}/{key[:-2]}/glimpse_{t}", v, step)
+        elif key != "count":
+            writer.add_scalar(f"{prefix}/{key}", value, step)
 
 
-def _draw_glimpses(ax, image, l, sides, upto=None):
-    """Image (1, H, W) with the path and boxes of glimpses 1..upto (all when None) of l (T, 2)."""
-    from matplotlib.patches import Rectangle
-
-    plt = pyplot()
-    size = image.shape[-1]
-    T = l.shape[0] if upto is None else upto
-    colours = plt.cm.viridis(np.linspace(0, 1, l.shape[0]))
-    ax.imshow(image[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-    corners = glimpse_boxes(l.cpu(), image_size=size, sides=sides)
-    centres = pixel_centre(l.cpu(), size / 2.0).numpy()
-    ax.plot(centres[:T, 0], centres[:T, 1], "-", color="white", lw=0.8, alpha=0.7)
-    for t in range(T):
-        for k, side in enumerate(sides):
-            x0, y0 = corners[t, k].tolist()
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), side, side, fill=False, edgecolor=colours[t],
-                                   lw=1.5 if t == T - 1 else 0.8))
-    ax.set_xlim(-0.5, size - 0.5)
-    ax.set_ylim(size - 0.5, -0.5)
-    ax.axis("off")
-
-
-def plot_reconstructions(images, l, decoded, path, *, sides, clean=None, labels=None):
-    """One row per image: the input with its glimpses, the clean digit (if given), then the
-    VAE's decoded mean image after glimpse 1..T. images (N, 1, H, W), l (N, T, 2),
-    decoded (N, T, 1, 28, 28), clean (N, 1, 28, 28)."""
-    plt = pyplot()
-    N, T = decoded.shape[:2]
-    lead = 1 if clean is None else 2
-    fig, axes = plt.subplots(N, lead + T, figsize=(1.3 * (lead + T), 1.4 * N), squeeze=False)
-    for i in range(N):
-        _draw_glimpses(axes[i, 0], images[i], l[i], sides)
-        if labels is not None:
-            axes[i, 0].set_title(f"input, y={int(labels[i])}", fontsize=7)
-        if clean is not None:
-            axes[i, 1].imshow(clean[i, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-            axes[i, 1].set_title("clean", fontsize=7)
-            axes[i, 1].axis("off")
-        for t in range(T):
-            ax = axes[i, lead + t]
-            ax.imshow(decoded[i, t, 0].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.axis("off")
-            if i == 0:
-                ax.set_title(f"after t={t + 1}", fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def plot_curves(panels, path, *, title=None):
-    """Per-glimpse curves, one panel each: panels = {panel title: {label: (values (T,), stderr (T,) or None)}}."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
-    for ax, (name, curves) in zip(axes[0], panels.items()):
-        for label, (values, err) in curves.items():
-            t = np.arange(1, len(values) + 1)
-            ax.plot(t, values, marker="o", ms=3, label=label)
-            if err is not None:
-                ax.fill_between(t, np.asarray(values) - err, np.asarray(values) + err, alpha=0.25)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("glimpse t")
-        ax.grid(alpha=0.3)
-        if len(curves) > 1:
-            ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def animate_glimpses(images, l, path, *, sides, labels=None, preds=None):
-    """An animated GIF of the glimpse path on images (N, 1, H, W), one frame per glimpse."""
-    plt = pyplot()
-    from matplotlib.animation import FuncAnimation, PillowWriter
-
-    N, T = l.shape[:2]
-    cols = int(np.ceil(np.sqrt(N)))
-    rows = int(np.ceil(N / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows), squeeze=False)
-
-    def frame(t):
-        for i, ax in enumerate(axes.flat):
-            ax.clear()
-            ax.axis("off")
-            if i < N:
-                _draw_glimpses(ax, images[i], l[i], sides, upto=t + 1)
-                bits = [f"t={t + 1}"]
-                if labels is not None:
-                    bits.append(f"y={int(labels[i])}")
-                if preds is not None:
-                    bits.append(f"pred={int(preds[i, t])}")
-                ax.set_title(" ".join(bits), fontsize=7)
-
-    animation = FuncAnimation(fig, frame, frames=T)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    animation.save(path, writer=PillowWriter(fps=1))
-    plt.close(fig)
-
-
-def save_figure(fig, path):
-    """Save fig as path (folders created) and close it."""
-    plt = pyplot()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def compare_runs(report_dir, runs):
-    """Overlay the per-glimpse curves of the reports of several runs in one figure,
-    report_dir/compare_<A>_vs_<B>...png, and print them; returns the figure's path."""
-    import json
-
-    reports = {}
-    for run in runs:
-        path = os.path.join(report_dir, run, "metrics.json")
-        if not os.path.isfile(path):
-            raise ConfigError(f"no report for run {run} at {path}: write it with --is_train=False first")
-        try:
-            with open(path) as f:
-                reports[run] = json.load(f)["per_glimpse"]
-            for key in ("accuracy", "ig", "ig_se", "eig", "eig_se", "recon_mse", "recon_mse_se"):
-                reports[run][key] = [float(v) for v in reports[run][key]]
-        except (ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"report {path} is corrupt or incomplete ({type(err).__name__}: {err})")
-    panels = {
-        "accuracy after glimpse t": {run: (g["accuracy"], None) for run, g in reports.items()},
-        "realised information gain IG_t": {run: (g["ig"], g["ig_se"]) for run, g in reports.items()},
-        "expected information gain EIG_t": {run: (g["eig"], g["eig_se"]) for run, g in reports.items()},
-        "VAE reconstruction MSE": {run: (g["recon_mse"], g["recon_mse_se"]) for run, g in reports.items()},
-    }
-    out = os.path.join(report_dir, "compare_" + "_vs_".join(runs) + ".png")
-    plot_curves(panels, out)
-    for run, g in reports.items():
-        print(run)
-        print("   t  accuracy      IG     EIG  recon MSE")
-        for t in range(len(g["accuracy"])):
-            print(f"  {t + 1:>2}  {g['accuracy'][t]:>8.2%}  {g['ig'][t]:.4f}  {g['eig'][t]:.4f}  "
-                  f"{g['recon_mse'][t]:.5f}")
-    print(f"[*] comparison in {out}")
-    return out
+def glimpse_table(columns, *, markdown=False):
+    """One row per glimpse t: columns = {header: (values (T,), format spec)}, e.g.
+    {"accuracy": (acc, ".2%")}. A value may be a string (printed as is). Text is aligned;
+    markdown gives a `| t | ... |` table."""
+    heads = ["t", *columns]
+    T = len(next(iter(columns.values()))[0])
+    rows = [[str(t + 1)] + [v[t] if isinstance(v[t], str) else format(v[t], spec)
+                            for v, spec in columns.values()] for t in range(T)]
+    if markdown:
+        return "\n".join(["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+                         + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in [heads, *rows])

@@ -1,6 +1,6 @@
-"""The hidden-state VAE, its ELBO and training on a frozen RAM, per-glimpse reconstructions,
-and the expected information gain (EIG) of a glimpse, imagined with the VAE. The realised
-IG and the categorical entropy / KL come from information.py and are re-exported here.
+"""The hidden-state VAE, its ELBO, its training on a frozen RAM and its checkpoints, and the
+per-glimpse reconstructions it draws. The expected information gain it imagines glimpses
+for lives in information.py.
 
 Shapes follow the glossary of modules.py: B batch, T glimpses, C_in image channels,
 S_c canvas side, D hidden size, Z latent size, C classes; S (alone) is the number of
@@ -20,10 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from arguments import ConfigError
-# entropy, kl_categorical and information_gain live in information.py (shared with the
-# shaped reward); re-exported here so the explanations have one import.
-from information import entropy, information_gain, kl_categorical  # noqa: F401
-from utils import AverageMeter, atomic_save, check_matches, first_line, load_checkpoint
+from utils import AverageMeter, GlimpseMeter, atomic_save, check_matches, first_line, load_checkpoint, log_scalars
 
 VAE_FORMAT = 1
 
@@ -159,19 +156,6 @@ def elbo_loss(*, clean_logits, clean, mu, logvar, beta, canvas_logits=None, canv
             "bce_canvas": bce_canvas, "kl": kl}
 
 
-def eig_from_samples(p_prev, p_next):
-    """Monte-Carlo expected information gain and its standard error.
-
-    EIG = (1/S) sum_s KL(p_next^s || p_prev),  SE = std_s KL(p_next^s || p_prev) / sqrt(S)
-    p_prev (B, C), p_next (S, B, C) -> (EIG (B,), SE (B,)); SE is 0 when S = 1.
-    """
-    # KL >= 0; the clamp only removes rounding below zero when p_next^s == p_prev.
-    kl = kl_categorical(p_next, p_prev.unsqueeze(0)).clamp_min(0.0)  # (S, B)
-    S = kl.shape[0]
-    se = kl.std(0, correction=1) / S ** 0.5 if S > 1 else torch.zeros_like(kl[0])
-    return kl.mean(0), se
-
-
 def reconstruction_errors(decoded, clean, eps=1e-6):
     """Per-image, per-glimpse reconstruction errors, each a mean over the P pixels: (B, T).
 
@@ -225,57 +209,6 @@ def decoded_per_glimpse(vae, h):
     return torch.sigmoid(vae.decode_clean(mu))  # (B, T, 1, 28, 28)
 
 
-@torch.no_grad()
-def expected_information_gain(model, vae, out, x, *, samples, generator=None):
-    """EIG of every glimpse of a rollout, before it is taken: (EIG (B, T), SE (B, T)).
-
-    For glimpse t (0-based) at the rollout's own location l_t = out.l[:, t], from the state
-    s_{t-1} = model.state_before(out, t):
-      z^s ~ q(z | h_{t-1}) for t > 0, z^s ~ N(0, I) for t = 0 (nothing seen yet), s = 1..S;
-      x^s = sigmoid(vae.decode_canvas(z^s))           an imagined canvas (its mean image);
-      p_t^s = softmax(classifier(step(x^s, l_t, s_{t-1})[0]));
-      EIG_t = (1/S) sum_s KL(p_t^s || p_{t-1}),  p_{t-1} = softmax(out.logits[:, t-1]), p_{-1} = 1/C.
-    SE is the Monte-Carlo standard error over s.
-
-    Why this is the information the glimpse is expected to carry: for any q,
-    E_s KL(p^s || q) = -E_s H(p^s) - sum_c E_s[p^s_c] log q_c. When the classifier is
-    calibrated and the VAE is a good model of what it has not seen, E_s[p_t^s] = p_{t-1}, so
-    EIG_t = H_{t-1} - E_s[H_t^s] = I(class; glimpse t | glimpses < t), the mutual information.
-
-    Vectorised over S: the batch is repeated S times (row s*B + b) and each t is one `step`.
-    The noise per t is one draw eps (S, B, Z) from `generator` (the global RNG when None).
-    x (B, C_in, H, W) is the rollout's input; only its shape is used, to check that the
-    VAE's canvas matches what the RAM looks at.
-    """
-    if samples < 1:
-        raise ValueError(f"expected_information_gain: samples must be >= 1, got {samples}")
-    if tuple(x.shape[1:]) != vae.canvas_shape:
-        raise ValueError(f"the VAE imagines canvases of shape {vae.canvas_shape} but the RAM sees "
-                         f"{tuple(x.shape[1:])}")
-    model.eval()
-    vae.eval()
-    B, T, C = out.logits.shape
-    S, Z = samples, vae.latent_size
-    uniform = torch.full((B, C), 1.0 / C, device=out.h.device, dtype=out.logits.dtype)  # (B, C)
-    eigs, ses = [], []
-    for t in range(T):
-        eps = torch.randn(S, B, Z, device=out.h.device, dtype=out.h.dtype, generator=generator)  # (S, B, Z)
-        if t == 0:
-            z, p_prev = eps, uniform
-        else:
-            mu, logvar = vae.encode(out.h[:, t - 1])  # (B, Z)
-            z, p_prev = mu + (0.5 * logvar).exp() * eps, out.logits[:, t - 1].softmax(-1)  # (S, B, Z), (B, C)
-        canvas = torch.sigmoid(vae.decode_canvas(z)).flatten(0, 1)  # (S*B, C_in, S_c, S_c)
-        state = tuple(s.repeat(S, 1) for s in model.state_before(out, t))  # each (S*B, D)
-        l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
-        h = model.step(canvas, l, state)[0]  # (S*B, D)
-        p_next = model.classifier(h).softmax(-1).view(S, B, C)  # (S, B, C)
-        eig, se = eig_from_samples(p_prev, p_next)
-        eigs.append(eig)
-        ses.append(se)
-    return torch.stack(eigs, 1), torch.stack(ses, 1)  # (B, T), (B, T)
-
-
 # ----------------------------------------------------------------------------- training
 
 def _to(device, *tensors):
@@ -283,12 +216,14 @@ def _to(device, *tensors):
 
 
 def _vae_terms(vae, model, x, x_clean, *, num_glimpses, beta):
-    """ELBO terms on the hidden states of every glimpse of the frozen RAM's rollout of x."""
+    """ELBO terms on the hidden states of every glimpse of the frozen RAM's rollout of x,
+    and that rollout's h (B, T, D)."""
     h = hidden_states(model, x, num_glimpses).h  # (B, T, D)
-    h, clean, canvas = glimpse_batch(h, x_clean, x if vae.separate_canvas else None)
-    out = vae(h)
-    return elbo_loss(clean_logits=out.clean_logits, clean=clean, mu=out.mu, logvar=out.logvar,
-                     beta=beta, canvas_logits=out.canvas_logits, canvas=canvas)
+    flat, clean, canvas = glimpse_batch(h, x_clean, x if vae.separate_canvas else None)
+    out = vae(flat)
+    terms = elbo_loss(clean_logits=out.clean_logits, clean=clean, mu=out.mu, logvar=out.logvar,
+                      beta=beta, canvas_logits=out.canvas_logits, canvas=canvas)
+    return terms, h
 
 
 @torch.no_grad()
@@ -298,24 +233,18 @@ def evaluate_vae(vae, model, loader, *, num_glimpses, beta, device):
     mse_t, bce_t: list of T floats, count: images}."""
     vae.eval()
     meters = {k: AverageMeter() for k in ("loss", "bce_clean", "bce_canvas", "kl")}
-    mse_sum = bce_sum = torch.zeros(num_glimpses)
+    errors = GlimpseMeter()
     n = 0
     for x, x_clean, _ in tqdm(loader, desc="vae valid", leave=False, unit="batch", dynamic_ncols=True):
         x, x_clean = _to(device, x, x_clean)
-        out = hidden_states(model, x, num_glimpses)
-        h, clean, canvas = glimpse_batch(out.h, x_clean, x if vae.separate_canvas else None)
-        v = vae(h)
-        terms = elbo_loss(clean_logits=v.clean_logits, clean=clean, mu=v.mu, logvar=v.logvar, beta=beta,
-                          canvas_logits=v.canvas_logits, canvas=canvas)
+        terms, h = _vae_terms(vae, model, x, x_clean, num_glimpses=num_glimpses, beta=beta)
         for key, meter in meters.items():
-            meter.update(terms[key].item(), h.shape[0])
-        mse, bce = reconstruction_errors(decoded_per_glimpse(vae, out.h), x_clean)  # (B, T)
-        mse_sum = mse_sum + mse.sum(0).cpu()  # (T,)
-        bce_sum = bce_sum + bce.sum(0).cpu()  # (T,)
+            meter.update(terms[key].item(), x.shape[0] * num_glimpses)
+        mse, bce = reconstruction_errors(decoded_per_glimpse(vae, h), x_clean)  # (B, T) each
+        errors.update(mse_t=mse, bce_t=bce)
         n += x.shape[0]
     result = {k: m.avg for k, m in meters.items()}
-    result["mse_t"] = (mse_sum / max(n, 1)).tolist()
-    result["bce_t"] = (bce_sum / max(n, 1)).tolist()
+    result.update(errors.means() if n else {"mse_t": [0.0] * num_glimpses, "bce_t": [0.0] * num_glimpses})
     result["count"] = n
     return result
 
@@ -329,7 +258,7 @@ def train_vae(vae, model, loaders, *, num_glimpses, epochs, lr, beta, device, wr
     training; the RAM is in eval mode under no_grad, so its parameters never change.
     `optimizer` (to resume) defaults to Adam(vae.parameters(), lr). After each epoch the mean
     train terms and, when loaders has "valid", `evaluate_vae` on it are logged to `writer`
-    under vae/train_* and vae/val_* (plus vae/val_mse_glimpse_t), then
+    under vae/train_* and vae/val_* (plus vae/val_mse/glimpse_t), then
     on_epoch_end(epoch, metrics) is called (e.g. to save a checkpoint).
 
     Returns a list of per-epoch dicts {epoch, train: {loss, bce_clean, bce_canvas, kl}, valid}.
@@ -343,7 +272,7 @@ def train_vae(vae, model, loaders, *, num_glimpses, epochs, lr, beta, device, wr
         bar = tqdm(loaders["train"], desc=f"vae epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True)
         for i, (x, x_clean, _) in enumerate(bar):
             x, x_clean = _to(device, x, x_clean)
-            terms = _vae_terms(vae, model, x, x_clean, num_glimpses=num_glimpses, beta=beta)
+            terms, _ = _vae_terms(vae, model, x, x_clean, num_glimpses=num_glimpses, beta=beta)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
@@ -359,13 +288,8 @@ def train_vae(vae, model, loaders, *, num_glimpses, epochs, lr, beta, device, wr
             metrics["valid"] = evaluate_vae(vae, model, loaders["valid"], num_glimpses=num_glimpses,
                                             beta=beta, device=device)
         if writer is not None:
-            for key, value in metrics["train"].items():
-                writer.add_scalar(f"vae/train_{key}", value, epoch)
-            for key, value in metrics.get("valid", {}).items():
-                if key in meters:
-                    writer.add_scalar(f"vae/val_{key}", value, epoch)
-            for t, value in enumerate(metrics.get("valid", {}).get("mse_t", []), 1):
-                writer.add_scalar(f"vae/val_mse_glimpse_{t}", value, epoch)
+            log_scalars(writer, "vae", {f"train_{k}": v for k, v in metrics["train"].items()}, epoch)
+            log_scalars(writer, "vae", {f"val_{k}": v for k, v in metrics.get("valid", {}).items()}, epoch)
         line = (f"vae epoch {epoch}/{epochs}: train loss {metrics['train']['loss']:.2f} "
                 f"(kl {metrics['train']['kl']:.2f})")
         if "valid" in metrics:

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from arguments import build_parser, get_config, image_side  # noqa: E402
 from model import RecurrentAttention  # noqa: E402
-from trainer import hybrid_loss, loss_settings  # noqa: E402
+from losses import hybrid_loss, loss_settings  # noqa: E402
 
 
 def parse(argv):

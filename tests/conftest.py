@@ -33,3 +33,17 @@ def run_main(tmp_path):
         return main.main([*args, *dir_flags(tmp_path)])
 
     return run
+
+
+def tiny_ram(seed=None, **overrides):
+    """A small RAM for 28x28, 1-channel, 10-class input (8x8 retina, 1 scale, D = 12);
+    `overrides` replace any constructor argument. Seeds torch first when `seed` is given."""
+    from model import RecurrentAttention
+
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed)
+    settings = dict(in_channels=1, num_classes=10, patch_size=8, num_patches=1, glimpse_scale=1,
+                    glimpse_hidden=16, loc_hidden=8, hidden_size=12, std=0.1)
+    return RecurrentAttention(**{**settings, **overrides})

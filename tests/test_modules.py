@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import RecurrentAttention
+from conftest import tiny_ram
 from modules import CoreNetwork, GlimpseNetwork, LocationNetwork, Retina, box_filter
 
 
@@ -104,10 +104,7 @@ def test_log_pi_equals_closed_form_gaussian_density():
 
 
 def make_model(**overrides):
-    settings = dict(in_channels=1, num_classes=10, patch_size=8, num_patches=1, glimpse_scale=1,
-                    glimpse_hidden=32, loc_hidden=16, hidden_size=24, std=0.1)
-    settings.update(overrides)
-    return RecurrentAttention(**settings)
+    return tiny_ram(**{"glimpse_hidden": 32, "loc_hidden": 16, "hidden_size": 24, **overrides})
 
 
 @pytest.mark.parametrize("B", [1, 7])

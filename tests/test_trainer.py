@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import RecurrentAttention
-from trainer import (ac2_advantage, advantages, baseline_loss, classification_loss, hybrid_loss,
+from conftest import tiny_ram
+from losses import (ac2_advantage, advantages, baseline_loss, classification_loss, hybrid_loss,
                      reinforce_loss, returns, rewards)
 
 
@@ -46,10 +46,7 @@ def test_reinforce_gradient_wrt_policy_mean():
 
 
 def model_and_batch(reinforce_core):
-    torch.manual_seed(0)
-    model = RecurrentAttention(in_channels=1, num_classes=10, patch_size=8, num_patches=1, glimpse_scale=1,
-                               glimpse_hidden=16, loc_hidden=8, hidden_size=12, std=0.1,
-                               reinforce_core=reinforce_core)
+    model = tiny_ram(seed=0, reinforce_core=reinforce_core)
     return model, torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
 
 

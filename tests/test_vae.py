@@ -9,19 +9,12 @@ from torch.distributions import Categorical, Normal
 from torch.utils.data import DataLoader, TensorDataset
 
 from arguments import ConfigError
-from model import RecurrentAttention
-from vae import (HiddenStateVAE, decoded_per_glimpse, elbo_loss, eig_from_samples, entropy,
-                 expected_information_gain, glimpse_batch, hidden_states, information_gain,
-                 kl_categorical, kl_divergence, load_vae, reconstruction_errors, save_vae, train_vae)
+from conftest import tiny_ram
+from information import eig_from_samples, entropy, expected_information_gain, information_gain, kl_categorical
+from vae import (HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states, kl_divergence,
+                 load_vae, reconstruction_errors, save_vae, train_vae)
 
 D, Z, C = 12, 4, 10
-
-
-def tiny_ram(core_net_type="rnn", seed=0):
-    torch.manual_seed(seed)
-    return RecurrentAttention(in_channels=1, num_classes=C, patch_size=8, num_patches=1, glimpse_scale=1,
-                              glimpse_hidden=16, loc_hidden=8, hidden_size=D, std=0.1,
-                              core_net_type=core_net_type)
 
 
 def tiny_vae(canvas_size=28, seed=1):
@@ -240,7 +233,7 @@ def test_glimpse_batch_puts_h_t_of_image_b_next_to_image_b():
 @pytest.mark.parametrize("core_net_type", ["rnn", "lstm"])
 @pytest.mark.parametrize("B", [1, 5])
 def test_expected_information_gain_runs_and_is_finite_and_non_negative(core_net_type, B):
-    model, vae = tiny_ram(core_net_type), tiny_vae()
+    model, vae = tiny_ram(seed=0, core_net_type=core_net_type), tiny_vae()
     x = torch.rand(B, 1, 28, 28)
     out = hidden_states(model, x, 4)
     assert (out.c is None) == (core_net_type == "rnn")
@@ -251,7 +244,7 @@ def test_expected_information_gain_runs_and_is_finite_and_non_negative(core_net_
 
 
 def test_eig_is_exactly_zero_when_the_classifier_ignores_its_input():
-    model, vae = tiny_ram(), tiny_vae()
+    model, vae = tiny_ram(seed=0), tiny_vae()
     with torch.no_grad():
         model.classifier.fc.weight.zero_()
         model.classifier.fc.bias.zero_()
@@ -264,7 +257,7 @@ def test_eig_is_exactly_zero_when_the_classifier_ignores_its_input():
 @pytest.mark.parametrize("core_net_type", ["rnn", "lstm"])
 def test_expected_information_gain_equals_a_slow_loop(core_net_type):
     """Per glimpse, per sample, per image: decode, glimpse, classify, KL; then mean over s."""
-    model, vae = tiny_ram(core_net_type), tiny_vae(canvas_size=40)
+    model, vae = tiny_ram(seed=0, core_net_type=core_net_type), tiny_vae(canvas_size=40)
     B, T, S = 3, 3, 4
     x = torch.rand(B, 1, 40, 40)
     out = hidden_states(model, x, T)
@@ -296,14 +289,14 @@ def test_expected_information_gain_equals_a_slow_loop(core_net_type):
 
 
 def test_expected_information_gain_rejects_a_canvas_of_the_wrong_size():
-    model, vae = tiny_ram(), tiny_vae(canvas_size=40)
+    model, vae = tiny_ram(seed=0), tiny_vae(canvas_size=40)
     x = torch.rand(2, 1, 28, 28)
     with pytest.raises(ValueError, match="canvases"):
         expected_information_gain(model, vae, hidden_states(model, x, 2), x, samples=2)
 
 
 def test_hidden_states_are_the_rollout_without_gradients():
-    model = tiny_ram()
+    model = tiny_ram(seed=0)
     x = torch.rand(4, 1, 28, 28)
     torch.manual_seed(3)
     out = hidden_states(model, x, 3)
@@ -340,7 +333,7 @@ def fake_loaders(canvas_size=28, n=64, batch_size=8):
 
 @pytest.mark.parametrize("canvas_size", [28, 40])
 def test_train_vae_freezes_the_ram_and_lowers_the_loss(canvas_size):
-    model, vae = tiny_ram(), tiny_vae(canvas_size=canvas_size)
+    model, vae = tiny_ram(seed=0), tiny_vae(canvas_size=canvas_size)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     writer, seen = FakeWriter(), []
@@ -357,13 +350,13 @@ def test_train_vae_freezes_the_ram_and_lowers_the_loss(canvas_size):
     assert (first["bce_canvas"] > 0) == (canvas_size != 28)
     valid = history[1]["valid"]
     assert valid["count"] == 16 and len(valid["mse_t"]) == len(valid["bce_t"]) == T
-    for tag in ("vae/train_loss", "vae/train_bce_clean", "vae/train_kl", "vae/val_loss", "vae/val_mse_glimpse_3"):
+    for tag in ("vae/train_loss", "vae/train_bce_clean", "vae/train_kl", "vae/val_loss", "vae/val_mse/glimpse_3"):
         assert (tag, 1) in writer.scalars and (tag, 2) in writer.scalars, tag
     assert writer.scalars[("vae/train_loss", 2)] == second["loss"]
 
 
 def test_train_vae_resumes_after_start_epoch():
-    model, vae = tiny_ram(), tiny_vae()
+    model, vae = tiny_ram(seed=0), tiny_vae()
     history = train_vae(vae, model, {"train": fake_loaders()["train"]}, num_glimpses=2, epochs=3, lr=1e-3,
                         beta=1.0, device=torch.device("cpu"), start_epoch=2)
     assert [m["epoch"] for m in history] == [3] and "valid" not in history[0]

@@ -1,0 +1,186 @@
+"""The test-time explanation of a trained RAM: test error, the hidden-state VAE (got or
+trained on the frozen best checkpoint), reconstructions and IG / EIG per glimpse, and the
+report in report/<run>/ (figures, metrics.json, summary.md); `--compare` overlays reports.
+
+`test(config, data, trainer)` is called by main.py with the run's `Trainer`, which owns the
+RAM, its checkpoints and `evaluate`; this file never imports trainer.py.
+"""
+
+import json
+import os
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from arguments import ConfigError
+from information import expected_information_gain, information_gain
+from plots import draw_report, plot_curves
+from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
+from vae import HiddenStateVAE, decoded_per_glimpse, load_vae, reconstruction_errors, save_vae, train_vae
+
+
+def test(config, data, trainer):
+    """Test the best checkpoint, then explain it: VAE reconstructions, IG and EIG per
+    glimpse; write report/<run>/ (figures, metrics.json, summary.md). Returns the report."""
+    state = trainer.load("best.pt")
+    print(f"[*] loaded {trainer.path('best.pt')} (epoch {state['epoch']}, "
+          f"validation accuracy {state['best_acc']:.2%})")
+    vae = hidden_state_vae(config, data, trainer.model, trainer.path("vae.pt"), ram_epoch=state["epoch"])
+    # The report is a function of the checkpoints and the seed, whether or not the VAE
+    # was trained (drawing random numbers) just before.
+    seed_everything(config.random_seed)
+    metrics = trainer.evaluate("test")
+    print(f"test accuracy {metrics['accuracy']:.2%} (error {1 - metrics['accuracy']:.2%}) "
+          f"on {metrics['count']} images, M={config.M}")
+    print(glimpse_table({"accuracy": (metrics["accuracy_t"], ".2%"), "entropy H_t": (metrics["entropy_t"], ".4f"),
+                         "info gain IG_t": (metrics["ig_t"], ".4f")}))
+    report_dir = os.path.join(config.report_dir, config.run_name)
+    explained, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device)
+    draw_report(report_dir, first, explained, sides=trainer.model.retina.sides, run_name=config.run_name)
+    report = {
+        "run": config.run_name, "epoch": state["epoch"], "M": config.M,
+        "eig_samples": config.eig_samples, "test_accuracy": metrics["accuracy"],
+        "test_error": 1 - metrics["accuracy"], "test_nll": metrics["nll"], "count": metrics["count"],
+        "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
+                        "ig_mc": metrics["ig_t"], **explained},
+        "config": vars(config),
+    }
+    with open(os.path.join(report_dir, "metrics.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(report_dir, "summary.md"), "w") as f:
+        f.write(summary_markdown(report))
+    print(summary_table(report))
+    print(f"[*] report in {report_dir}")
+    return report
+
+
+def hidden_state_vae(config, data, model, path, *, ram_epoch):
+    """The run's VAE from `path` (ckpt/<run>/vae.pt); trained first when missing, continued up
+    to --vae_epochs with --train_vae=True. It is tied to the RAM checkpoint it was trained on."""
+    device = next(model.parameters()).device
+    vae = HiddenStateVAE.from_config(config, canvas_size=data.image_size,
+                                     canvas_channels=data.in_channels).to(device)
+    expected = {**vae.settings, "ram_epoch": ram_epoch, "vae_beta": config.vae_beta}
+    start, state = 0, None
+    if os.path.exists(path):
+        vae, state = load_vae(path, device, expected=expected)
+        start = state["epoch"]
+        if not config.train_vae:
+            if start < config.vae_epochs:
+                print(f"[!] the VAE of {config.run_name} is trained for {start} of {config.vae_epochs} "
+                      f"epochs; --train_vae=True continues it")
+            return vae
+        if start >= config.vae_epochs:
+            print(f"[*] the VAE is already trained for {start} epochs; raise --vae_epochs to continue")
+            return vae
+    else:
+        print(f"[*] no VAE for run {config.run_name} yet: training it first on the frozen best RAM "
+              f"({config.vae_epochs} epochs; --vae_epochs)")
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.vae_lr)
+    if state is not None:
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if state["rng"] is not None:
+            set_rng_state(state["rng"])
+    writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name))
+    saved = {**vars(config), "ram_epoch": ram_epoch}
+
+    def checkpoint(epoch, _):
+        save_vae(path, vae, optimizer, epoch, saved, rng=rng_state())
+
+    train_vae(vae, model, data.loaders, num_glimpses=config.num_glimpses,
+              epochs=config.vae_epochs, lr=config.vae_lr, beta=config.vae_beta, device=device,
+              writer=writer, start_epoch=start, optimizer=optimizer, on_epoch_end=checkpoint)
+    writer.close()
+    return vae
+
+
+@torch.no_grad()
+def explain(config, model, vae, loader, device, *, shown=8):
+    """Per-glimpse means and standard errors over a loader of the VAE's reconstruction error
+    (MSE, BCE) and the realised (IG) and expected (EIG) information gain of one rollout per
+    image. Returns (result: name -> list of T floats, incl. name_se; the first `shown`
+    images with their rollout, for the figures)."""
+    model.eval()
+    meter = GlimpseMeter()
+    first = None
+    for x, x_clean, y in tqdm(loader, desc="explain", unit="batch"):
+        x, x_clean = x.to(device), x_clean.to(device)
+        out = model.rollout(x, config.num_glimpses)
+        decoded = decoded_per_glimpse(vae, out.h)  # (B, T, 1, 28, 28)
+        mse, bce = reconstruction_errors(decoded, x_clean)  # (B, T) each
+        meter.update(ig=information_gain(out.logits.softmax(-1)),
+                     eig=expected_information_gain(model, vae, out, x, samples=config.eig_samples)[0],
+                     recon_mse=mse, recon_bce=bce)
+        if first is None:
+            first = (x[:shown].cpu(), x_clean[:shown].cpu(), y[:shown], out.l[:shown].cpu(),
+                     out.logits[:shown].argmax(-1).cpu(), decoded[:shown].cpu())
+    result = {}
+    for key in ("ig", "eig", "recon_mse", "recon_bce"):
+        result[key], result[key + "_se"] = meter.mean(key), meter.se(key)
+    result["eig_over_ig"] = [e / i if abs(i) > 1e-12 else float("nan")
+                             for e, i in zip(result["eig"], result["ig"])]
+    return result, first
+
+
+def _columns(g):
+    return {"accuracy": (g["accuracy"], ".2%"), "entropy": (g["entropy"], ".4f"), "IG": (g["ig"], ".4f"),
+            "EIG": (g["eig"], ".4f"), "EIG/IG": (g["eig_over_ig"], ".2f"),
+            "recon MSE": (g["recon_mse"], ".5f"), "recon BCE": (g["recon_bce"], ".4f")}
+
+
+def summary_table(report):
+    """The per-glimpse table of a report as aligned text."""
+    return glimpse_table(_columns(report["per_glimpse"]))
+
+
+def summary_markdown(report):
+    """summary.md: the report's numbers as a table a person can read."""
+    g = report["per_glimpse"]
+    columns = _columns(g)
+    for key, name in (("ig", "IG"), ("eig", "EIG"), ("recon_mse", "recon MSE")):
+        spec = columns[name][1]
+        columns[name] = ([f"{v:{spec}} ± {s:{spec}}" for v, s in zip(g[key], g[key + "_se"])], "")
+    lines = [f"# {report['run']}", "",
+             f"Best checkpoint: epoch {report['epoch']}. Test accuracy {report['test_accuracy']:.2%} "
+             f"(error {report['test_error']:.2%}) on {report['count']} images, M={report['M']}.", "",
+             "Per glimpse t, on the test set (mean, and standard error over images). Accuracy and "
+             "entropy H_t from the M-averaged prediction; IG_t = H_{t-1} - H_t and EIG_t (S="
+             f"{report['eig_samples']} imagined images from the VAE) of one rollout per image; "
+             "reconstruction error of the VAE's decoded mean image from h_t against the clean digit.", "",
+             glimpse_table(columns, markdown=True), "",
+             "Figures: `reconstructions.png`, `reconstruction_error.png`, `information_gain.png`, "
+             "`glimpses.png`, `glimpses.gif`.", ""]
+    return "\n".join(lines)
+
+
+def compare_runs(report_dir, runs):
+    """Overlay the per-glimpse curves of the reports of several runs in one figure,
+    report_dir/compare_<A>_vs_<B>...png, and print them; returns the figure's path."""
+    reports = {}
+    for run in runs:
+        path = os.path.join(report_dir, run, "metrics.json")
+        if not os.path.isfile(path):
+            raise ConfigError(f"no report for run {run} at {path}: write it with --is_train=False first")
+        try:
+            with open(path) as f:
+                reports[run] = json.load(f)["per_glimpse"]
+            for key in ("accuracy", "ig", "ig_se", "eig", "eig_se", "recon_mse", "recon_mse_se"):
+                reports[run][key] = [float(v) for v in reports[run][key]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"report {path} is corrupt or incomplete ({type(err).__name__}: {err})")
+    panels = {
+        "accuracy after glimpse t": {run: (g["accuracy"], None) for run, g in reports.items()},
+        "realised information gain IG_t": {run: (g["ig"], g["ig_se"]) for run, g in reports.items()},
+        "expected information gain EIG_t": {run: (g["eig"], g["eig_se"]) for run, g in reports.items()},
+        "VAE reconstruction MSE": {run: (g["recon_mse"], g["recon_mse_se"]) for run, g in reports.items()},
+    }
+    out = os.path.join(report_dir, "compare_" + "_vs_".join(runs) + ".png")
+    plot_curves(panels, out)
+    for run, g in reports.items():
+        print(run)
+        print(glimpse_table({"accuracy": (g["accuracy"], ".2%"), "IG": (g["ig"], ".4f"),
+                             "EIG": (g["eig"], ".4f"), "recon MSE": (g["recon_mse"], ".5f")}))
+    print(f"[*] comparison in {out}")
+    return out
