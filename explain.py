@@ -38,10 +38,13 @@ def test(config, data, trainer):
     report_dir = os.path.join(config.report_dir, config.run_name)
     explained, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device)
     draw_report(report_dir, first, explained, sides=trainer.model.retina.sides, run_name=config.run_name)
+    errors = test_errors(config, trainer, metrics)
+    print("test error by glimpse policy: " + ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
     report = {
-        "run": config.run_name, "epoch": state["epoch"], "M": config.M,
+        "run": config.run_name, "epoch": state["epoch"], "val_accuracy": state["best_acc"], "M": config.M,
         "eig_samples": config.eig_samples, "test_accuracy": metrics["accuracy"],
-        "test_error": 1 - metrics["accuracy"], "test_nll": metrics["nll"], "count": metrics["count"],
+        "test_error": 1 - metrics["accuracy"], "test_errors": errors, "test_nll": metrics["nll"],
+        "count": metrics["count"],
         "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
                         "ig_mc": metrics["ig_t"], **explained},
         "config": vars(config),
@@ -53,6 +56,21 @@ def test(config, data, trainer):
     print(summary_table(report))
     print(f"[*] report in {report_dir}")
     return report
+
+
+def test_errors(config, trainer, metrics):
+    """Test error of the final prediction with one sampled glimpse path per image (M = 1, the
+    headline), with the policy mean (no location noise) and averaged over M = 10 paths; the
+    run's own --M figure `metrics` is reused where it is one of them. Reseeded first, so each
+    figure is a function of the checkpoint and the seed."""
+    errors = {}
+    for name, kwargs in (("M=1", {"M": 1}), ("policy mean", {"policy_mean": True}), ("M=10", {"M": 10})):
+        if kwargs.get("M") == config.M:
+            errors[name] = 1 - metrics["accuracy"]
+            continue
+        seed_everything(config.random_seed)
+        errors[name] = 1 - trainer.evaluate("test", **kwargs)["accuracy"]
+    return errors
 
 
 def hidden_state_vae(config, data, model, path, *, ram_epoch):
@@ -145,6 +163,10 @@ def summary_markdown(report):
     lines = [f"# {report['run']}", "",
              f"Best checkpoint: epoch {report['epoch']}. Test accuracy {report['test_accuracy']:.2%} "
              f"(error {report['test_error']:.2%}) on {report['count']} images, M={report['M']}.", "",
+             "Test error by glimpse policy: " + ", ".join(
+                 f"{k} {v:.2%}" for k, v in report["test_errors"].items()) + " (M=1: one sampled path per "
+             "image; policy mean: l_t = mu_t, no location noise; M=10: probabilities averaged over 10 "
+             "sampled paths).", "",
              "Per glimpse t, on the test set (mean, and standard error over images). Accuracy and "
              "entropy H_t from the M-averaged prediction; IG_t = H_{t-1} - H_t and EIG_t (S="
              f"{report['eig_samples']} imagined images from the VAE) of one rollout per image; "

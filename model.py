@@ -62,8 +62,11 @@ class RecurrentAttention(nn.Module):
                    std=config.std, core_net_type=config.core_net_type,
                    reinforce_core=config.reinforce_core, locator_hidden=config.locator_hidden)
 
-    def rollout(self, x, num_glimpses):
-        """Run T = num_glimpses glimpses on x (B, C_in, H, W); return a `Rollout`."""
+    def rollout(self, x, num_glimpses, *, policy_mean=False):
+        """Run T = num_glimpses glimpses on x (B, C_in, H, W); return a `Rollout`.
+
+        policy_mean: look at l_t = mu_t (no location noise; the deterministic policy) instead of
+        a sample; the noise is still drawn, so the RNG advances the same way."""
         B = x.shape[0]
         prepared = self.retina.prepare(x)
         glimpse = self.glimpse.fuse()
@@ -77,7 +80,7 @@ class RecurrentAttention(nn.Module):
         for t in range(num_glimpses):
             mu = self.locator(h_prev if self.reinforce_core else h_prev.detach())  # (B, 2)
             # Score-function sample: no gradient flows through l into the glimpse.
-            l_raw = mu.detach() + self.locator.std * eps[:, t]  # (B, 2)
+            l_raw = mu.detach() if policy_mean else mu.detach() + self.locator.std * eps[:, t]  # (B, 2)
             l = l_raw.clamp(-1.0, 1.0)
             state = core(glimpse(self.retina(prepared, l), l), state)
             h_prev = state[0]

@@ -22,10 +22,12 @@ from utils import (AverageMeter, GlimpseMeter, atomic_save, check_matches, first
 CHECKPOINT_FORMAT = 1
 
 
-def mc_probabilities(model, x, num_glimpses, M):
-    """Class probabilities (B, T, C) after each glimpse, averaged over M rollouts per image."""
+def mc_probabilities(model, x, num_glimpses, M, *, policy_mean=False):
+    """Class probabilities (B, T, C) after each glimpse, averaged over M rollouts per image
+    (with policy_mean, the one deterministic rollout at l_t = mu_t)."""
     B = x.shape[0]
-    logits = model.rollout(x.repeat(M, 1, 1, 1), num_glimpses).logits  # (M*B, T, C)
+    M = 1 if policy_mean else M
+    logits = model.rollout(x.repeat(M, 1, 1, 1), num_glimpses, policy_mean=policy_mean).logits  # (M*B, T, C)
     return logits.softmax(-1).view(M, B, *logits.shape[1:]).mean(0)  # (B, T, C)
 
 
@@ -186,16 +188,18 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, split):
+    def evaluate(self, split, *, M=None, policy_mean=False):
         """Accuracy, entropy H_t and information gain IG_t after each glimpse, and the final
-        NLL, on a split; class probabilities averaged over M rollouts per image."""
+        NLL, on a split; class probabilities averaged over M rollouts per image (default
+        --M), or from the policy mean's one rollout."""
         config, model = self.config, self.model
+        M = config.M if M is None else M
         model.eval()
         glimpses = GlimpseMeter()
         nll, n = 0.0, 0
         for x, _, y in tqdm(self.data.loaders[split], desc=split, leave=False, unit="batch"):
             x, y = x.to(self.device), y.to(self.device)
-            probs = mc_probabilities(model, x, config.num_glimpses, config.M)  # (B, T, C)
+            probs = mc_probabilities(model, x, config.num_glimpses, M, policy_mean=policy_mean)  # (B, T, C)
             glimpses.update(**glimpse_statistics(probs, y))
             nll += -probs[:, -1].gather(1, y[:, None]).clamp_min(1e-12).log().sum().item()
             n += y.shape[0]

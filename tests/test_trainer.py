@@ -137,3 +137,17 @@ def test_shaped_ac2_loss_trains_policy_only_through_reinforce(training_mode):
     for name, p in model.named_parameters():
         reached = p.grad is not None and p.grad.abs().sum() > 0
         assert reached == name.startswith("locator."), name
+
+
+def test_policy_mean_rollout_looks_at_mu_and_draws_the_same_noise():
+    model, x, _ = model_and_batch(reinforce_core=False)
+    torch.manual_seed(3)
+    greedy = model.rollout(x, 4, policy_mean=True)
+    after_greedy = torch.rand(1)
+    torch.manual_seed(3)
+    sampled = model.rollout(x, 4)
+    assert torch.equal(torch.rand(1), after_greedy)  # the RNG advanced the same way
+    torch.testing.assert_close(greedy.l, greedy.mu.clamp(-1, 1), rtol=0, atol=0)
+    assert not torch.equal(sampled.l, sampled.mu.clamp(-1, 1))
+    # The first location comes from h_0 = 0 in both, so only the noise separates them.
+    torch.testing.assert_close(sampled.mu[:, 0], greedy.mu[:, 0])

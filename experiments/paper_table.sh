@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One row of the paper's table (Mnih et al. 2014): train, or continue, then test, and append
+# the result line to experiments/results.csv (test error at M=1, policy mean, M=10).
+#
+#   bash experiments/paper_table.sh mnist 1        # task, seed
+#   python experiments/record.py --table           # the README table from results.csv
+#
+# Each recipe is a plain `python main.py` command line; an interrupted run continues.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+task=${1:?usage: paper_table.sh mnist|translated|cluttered|cluttered100 [SEED]}
+seed=${2:-1}
+recipe="--init_lr 3e-4 --lr_schedule cosine --locator_hidden 128 --train_patience 1000"
+case $task in
+  mnist)        args="--data_type mnist --num_glimpses 6 --epochs 100 $recipe" ;;
+  translated)   args="--data_type translated --num_glimpses 8 --epochs 100 $recipe" ;;
+  cluttered)    args="--data_type cluttered --num_glimpses 8 --epochs 200 $recipe" ;;
+  cluttered100) args="--data_type cluttered100 --num_glimpses 8 --epochs 200 $recipe" ;;
+  *) echo "paper_table.sh: unknown task $task (mnist, translated, cluttered, cluttered100)" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2086
+python experiments/record.py --task "$task" -- $args --random_seed "$seed" --run_name "paper_${task}_s${seed}"
