@@ -129,7 +129,7 @@ def build_parser():
                         "not only after the last")
 
     r = p.add_argument_group("reinforce")
-    r.add_argument("--locator_hidden", type=int, default=0,
+    r.add_argument("--locator_hidden", type=int, default=128,
                    help="hidden ReLU layer of the location network: mu = tanh(W_l relu(W_u h + b_u) + b_l) "
                         "with this many units (0: the paper's mu = tanh(W_l h + b_l))")
     r.add_argument("--std", type=float, default=0.05, help="std of the Gaussian location policy")
@@ -158,9 +158,9 @@ def build_parser():
     t = p.add_argument_group("training")
     t.add_argument("--is_train", type=str2bool, default=True, help="train (True) or test the best checkpoint (False)")
     t.add_argument("--resume", type=str2bool, default=False, help="continue the run from its latest checkpoint")
-    t.add_argument("--epochs", type=int, default=200, help="maximum number of epochs")
+    t.add_argument("--epochs", type=int, default=100, help="maximum number of epochs")
     t.add_argument("--init_lr", type=float, default=1e-3, help="initial Adam learning rate")
-    t.add_argument("--lr_schedule", default="plateau", choices=["plateau", "cosine"],
+    t.add_argument("--lr_schedule", default="cosine", choices=["plateau", "cosine"],
                    help="plateau: lr / 10 after --lr_patience epochs without validation gain; cosine: "
                         "lr decays from --init_lr to 0 along a half cosine over --epochs")
     t.add_argument("--lr_patience", type=int, default=20,

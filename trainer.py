@@ -31,6 +31,12 @@ def mc_probabilities(model, x, num_glimpses, M, *, policy_mean=False):
     return logits.softmax(-1).view(M, B, *logits.shape[1:]).mean(0)  # (B, T, C)
 
 
+def cosine_lr(init_lr, epoch, epochs):
+    """lr of epoch 1..epochs on a half cosine from init_lr towards 0:
+    init_lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2 (torch's CosineAnnealingLR, T_max = epochs)."""
+    return init_lr * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2
+
+
 def glimpse_means(meter):
     """Per-glimpse means of a GlimpseMeter as lists, correct_t renamed accuracy_t; accuracy = accuracy_T."""
     metrics = meter.means()
@@ -51,11 +57,10 @@ class Trainer:
         self.model = RecurrentAttention.from_config(
             config, in_channels=data.in_channels, num_classes=data.num_classes).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.init_lr)
-        if config.lr_schedule == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
-        else:
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="max", factor=0.1, patience=config.lr_patience)
+        # cosine: the lr is a function of (epoch, --epochs), set before each epoch, so a run
+        # resumed with a larger --epochs follows the longer schedule; plateau: torch's scheduler.
+        self.scheduler = None if config.lr_schedule == "cosine" else torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=0.1, patience=config.lr_patience)
         self.run_dir = os.path.join(config.ckpt_dir, config.run_name)
         # best_acc starts below any accuracy, so the first epoch always writes best.pt.
         self.epoch, self.best_acc, self.counter = 0, -1.0, 0
@@ -74,7 +79,7 @@ class Trainer:
             "counter": self.counter,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "rng": rng_state(self.data.generator),
         }
         atomic_save(state, self.path("latest.pt"))
@@ -96,7 +101,8 @@ class Trainer:
     def resume(self):
         state = self.load("latest.pt", MODEL_FIELDS + TRAINING_FIELDS)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_acc, self.counter = state["epoch"], state["best_acc"], state["counter"]
         set_rng_state(state["rng"], self.data.generator)
 
@@ -125,12 +131,13 @@ class Trainer:
 
         while self.epoch < config.epochs:
             self.epoch += 1
+            if self.scheduler is None:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cosine_lr(config.init_lr, self.epoch, config.epochs)
             lr = self.optimizer.param_groups[0]["lr"]
             train = self.train_one_epoch()
             valid = self.evaluate("valid")
-            if self.config.lr_schedule == "cosine":
-                self.scheduler.step()
-            else:
+            if self.scheduler is not None:
                 self.scheduler.step(valid["accuracy"])
             is_best = valid["accuracy"] > self.best_acc
             if is_best:

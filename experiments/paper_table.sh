@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 task=${1:?usage: paper_table.sh mnist|translated|cluttered|cluttered100 [SEED]}
 seed=${2:-1}
-recipe="--init_lr 3e-4 --lr_schedule cosine --locator_hidden 128 --train_patience 1000"
+recipe="--init_lr 1e-3 --lr_schedule cosine --locator_hidden 128 --train_patience 1000"
 case $task in
   mnist)        args="--data_type mnist --num_glimpses 6 --epochs 100 $recipe" ;;
   translated)   args="--data_type translated --num_glimpses 8 --epochs 100 $recipe" ;;

@@ -61,10 +61,12 @@ def weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_resume_equals_unbroken_run(run_main, tmp_path):
-    run_main(*SMALL, "--epochs=2", "--run_name=straight")
-    run_main(*SMALL, "--epochs=1", "--run_name=broken")
-    run_main(*SMALL, "--epochs=2", "--run_name=broken", "--resume=True")
+@pytest.mark.parametrize("schedule", ["cosine", "plateau"])
+def test_resume_equals_unbroken_run(run_main, tmp_path, schedule):
+    args = [*SMALL, f"--lr_schedule={schedule}"]
+    run_main(*args, "--epochs=2", "--run_name=straight")
+    run_main(*args, "--epochs=1", "--run_name=broken")
+    run_main(*args, "--epochs=2", "--run_name=broken", "--resume=True")
     a = weights(tmp_path / "ckpt" / "straight" / "latest.pt")
     b = weights(tmp_path / "ckpt" / "broken" / "latest.pt")
     assert a["epoch"] == b["epoch"] == 2
@@ -200,13 +202,13 @@ def test_shipped_model_loads_and_classifies(run):
     """Every model in models/ loads into today's code with the settings it was trained with
     and errs on the first 1,000 test images (one sampled path, M = 1) at most 1.5 points
     above the error its report measured on all 10,000 (the band models/README.md states)."""
-    from arguments import MODEL_FIELDS, get_config
+    from arguments import LEGACY_DEFAULTS, MODEL_FIELDS, get_config
     from data_loader import get_data
     from trainer import Trainer
 
     folder = os.path.join(ROOT, "models", run)
     with open(os.path.join(folder, "config.json")) as f:
-        saved = json.load(f)
+        saved = {**LEGACY_DEFAULTS, **json.load(f)}
     with open(os.path.join(folder, "report_metrics.json")) as f:
         shipped_error = json.load(f)["test_error"]
     argv = [f"--{k}={saved[k]}" for k in MODEL_FIELDS if k in saved]

@@ -151,3 +151,17 @@ def test_policy_mean_rollout_looks_at_mu_and_draws_the_same_noise():
     assert not torch.equal(sampled.l, sampled.mu.clamp(-1, 1))
     # The first location comes from h_0 = 0 in both, so only the noise separates them.
     torch.testing.assert_close(sampled.mu[:, 0], greedy.mu[:, 0])
+
+
+def test_cosine_lr_is_torchs_cosine_annealing_and_reaches_zero_after_the_last_epoch():
+    from trainer import cosine_lr
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([p], lr=0.3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=7)
+    for epoch in range(1, 8):
+        assert cosine_lr(0.3, epoch, 7) == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-12)
+        optimizer.step()
+        scheduler.step()
+    assert cosine_lr(0.3, 1, 7) == 0.3 and cosine_lr(0.3, 8, 7) == pytest.approx(0.0, abs=1e-15)
+    assert cosine_lr(0.3, 4, 6) == pytest.approx(0.15)
