@@ -184,6 +184,10 @@ def build_parser():
 
     m = p.add_argument_group("misc")
     m.add_argument("--use_gpu", type=str2bool, default=False, help="run on CUDA")
+    m.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: the rollout's matmuls under autocast to bfloat16 (weights, optimizer, "
+                        "loss and every output of the rollout stay fp32); fast only on hardware with "
+                        "bf16 matmul (CPUs with AVX512-BF16 or AMX, recent GPUs)")
     m.add_argument("--random_seed", type=int, default=1, help="seed of every RNG")
     m.add_argument("--run_name", default="", help="name of the run (default: derived from the settings)")
     m.add_argument("--ckpt_dir", default="./ckpt", help="checkpoints, one folder per run")

@@ -89,18 +89,19 @@ class RecurrentAttention(nn.Module):
             mus.append(mu)
             l_raws.append(l_raw)
 
-        h = torch.stack(hs, 1)  # (B, T, D)
-        mu = torch.stack(mus, 1)  # (B, T, 2)
+        # Under bf16 autocast the states are bf16: everything returned is fp32.
+        h = torch.stack(hs, 1).float()  # (B, T, D)
+        mu = torch.stack(mus, 1).float()  # (B, T, 2)
         l_raw = torch.stack(l_raws, 1)  # (B, T, 2)
         h_before = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)  # (B, T, D): h_0 .. h_{T-1}
         return Rollout(
             h=h,
-            c=torch.stack(cs, 1) if len(state) == 2 else None,  # (B, T, D)
-            logits=self.classifier(h),  # (B, T, C)
+            c=torch.stack(cs, 1).float() if len(state) == 2 else None,  # (B, T, D)
+            logits=self.classifier(h).float(),  # (B, T, C)
             l=l_raw.clamp(-1.0, 1.0),  # (B, T, 2)
             mu=mu,
             log_pi=self.locator.log_prob(l_raw, mu),  # (B, T)
-            b=self.baseliner(h_before.detach()),  # (B, T)
+            b=self.baseliner(h_before.detach()).float(),  # (B, T)
         )
 
     def state_before(self, out, t):

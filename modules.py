@@ -88,7 +88,8 @@ class Retina(nn.Module):
     @staticmethod
     def centre_index(l, half, stride):
         """Flat index (B,) of the centre pixel in a padded plane: column + Wp * row."""
-        return (pixel_centre(l, half) @ stride).long()
+        # Elementwise, not a matmul: under bf16 autocast a matmul would round the index.
+        return (pixel_centre(l, half) * stride).sum(-1).long()
 
     def forward(self, prepared, l):
         """phi = rho(x, l): (B, K*C_in*g*g), ordered (scale, channel, row, column), from
@@ -236,10 +237,13 @@ class LocationNetwork(nn.Module):
         self.std = std
 
     def forward(self, h):
-        """mu (..., 2) from h (..., D)."""
-        if self.fc_hidden is not None:
-            h = F.relu(self.fc_hidden(h))
-        return torch.tanh(self.fc(h))
+        """mu (..., 2) from h (..., D), in fp32 even under bf16 autocast: the locations, their
+        pixel rounding and the REINFORCE log-density do not take bf16's rounding."""
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            h = h.float()
+            if self.fc_hidden is not None:
+                h = F.relu(self.fc_hidden(h))
+            return torch.tanh(self.fc(h))
 
     def log_prob(self, l_raw, mu):
         """log N(l_raw; mu, std^2 I) summed over (x, y): (...,) from (..., 2).

@@ -17,7 +17,7 @@ from losses import hybrid_loss, loss_settings
 from model import RecurrentAttention
 from plots import plot_glimpses
 from utils import (AverageMeter, GlimpseMeter, atomic_save, check_matches, first_line, load_checkpoint, log_scalars,
-                   rng_state, set_rng_state)
+                   precision_context, rng_state, set_rng_state)
 
 CHECKPOINT_FORMAT = 1
 
@@ -169,8 +169,9 @@ class Trainer:
                    dynamic_ncols=True)
         for i, (x, _, y) in enumerate(bar):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            out = model.rollout(x, config.num_glimpses)
-            terms = hybrid_loss(out, y, **loss_settings(config))
+            with precision_context(config.precision, self.device):
+                out = model.rollout(x, config.num_glimpses)
+                terms = hybrid_loss(out, y, **loss_settings(config))
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.optimizer.step()
@@ -206,7 +207,8 @@ class Trainer:
         nll, n = 0.0, 0
         for x, _, y in tqdm(self.data.loaders[split], desc=split, leave=False, unit="batch"):
             x, y = x.to(self.device), y.to(self.device)
-            probs = mc_probabilities(model, x, config.num_glimpses, M, policy_mean=policy_mean)  # (B, T, C)
+            with precision_context(config.precision, self.device):
+                probs = mc_probabilities(model, x, config.num_glimpses, M, policy_mean=policy_mean)  # (B, T, C)
             glimpses.update(**glimpse_statistics(probs, y))
             nll += -probs[:, -1].gather(1, y[:, None]).clamp_min(1e-12).log().sum().item()
             n += y.shape[0]

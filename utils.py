@@ -92,6 +92,11 @@ def check_matches(what, saved, wanted):
         raise ConfigError(f"{what}: " + "; ".join(differ))
 
 
+def precision_context(precision, device):
+    """The autocast context of --precision: bf16 autocast on `device`'s type, or nothing for fp32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 class AverageMeter:
     """Running mean of a scalar over a number of items."""
 

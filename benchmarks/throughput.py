@@ -19,8 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from arguments import build_parser, get_config, image_side  # noqa: E402
-from model import RecurrentAttention  # noqa: E402
 from losses import hybrid_loss, loss_settings  # noqa: E402
+from model import RecurrentAttention  # noqa: E402
+from utils import precision_context  # noqa: E402
 
 
 def parse(argv):
@@ -62,15 +63,17 @@ def main(argv=None):
     y = torch.randint(0, 10, (config.batch_size,), device=device)
 
     def train_step():
-        out = model.rollout(x, config.num_glimpses)
-        loss = hybrid_loss(out, y, **loss_settings(config))["loss"]
+        with precision_context(config.precision, device):
+            out = model.rollout(x, config.num_glimpses)
+            loss = hybrid_loss(out, y, **loss_settings(config))["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     @torch.no_grad()
     def infer_step():
-        model.rollout(x, config.num_glimpses)
+        with precision_context(config.precision, device):
+            model.rollout(x, config.num_glimpses)
 
     images = config.batch_size * config.steps
     model.train()
@@ -79,7 +82,7 @@ def main(argv=None):
     infer = images / timed(infer_step, config.steps, config.repeats, config.warmup, sync)
     print(f"config: batch {config.batch_size}, threads {config.threads}, T={config.num_glimpses}, "
           f"{config.patch_size}x{config.patch_size}, k={config.num_patches}, s={config.glimpse_scale}, "
-          f"{side}x{side}, torch {torch.__version__}, device {device}")
+          f"{side}x{side}, {config.precision}, torch {torch.__version__}, device {device}")
     print(f"train_images_per_s={train:.0f}")
     print(f"infer_images_per_s={infer:.0f}")
 

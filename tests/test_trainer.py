@@ -165,3 +165,36 @@ def test_cosine_lr_is_torchs_cosine_annealing_and_reaches_zero_after_the_last_ep
         scheduler.step()
     assert cosine_lr(0.3, 1, 7) == 0.3 and cosine_lr(0.3, 8, 7) == pytest.approx(0.0, abs=1e-15)
     assert cosine_lr(0.3, 4, 6) == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("num_patches", [1, 3])
+def test_bf16_autocast_loss_and_gradients_are_close_to_fp32(num_patches):
+    """--precision bf16: the same rollout noise gives a loss and gradients within bf16's
+    rounding of fp32's, and every output of the rollout is fp32. The policy runs in fp32; its
+    last layer is zeroed so that both precisions look at the same pixels (a location that
+    rounds to another pixel would be a different glimpse, not a rounding error)."""
+    from utils import precision_context
+
+    model = tiny_ram(seed=0, num_patches=num_patches, glimpse_scale=2, hidden_size=64, glimpse_hidden=64,
+                     loc_hidden=32, locator_hidden=32)
+    with torch.no_grad():
+        model.locator.fc.weight.zero_()
+    x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(1)
+        model.zero_grad()
+        with precision_context(precision, torch.device("cpu")):
+            out = model.rollout(x, 4)
+            terms = hybrid_loss(out, y)
+        assert all(v.dtype == torch.float32 for v in (out.h, out.logits, out.l, out.mu, out.log_pi, out.b))
+        (terms["nll"] + terms["baseline"]).backward()
+        mus = grads.setdefault("mu", [])
+        mus.append(out.mu)
+        grads[precision] = (terms["nll"].item(), [p.grad.clone() for p in model.parameters() if p.grad is not None])
+    torch.testing.assert_close(grads["mu"][0], grads["mu"][1], rtol=0, atol=0)
+    (nll32, g32), (nll16, g16) = grads["fp32"], grads["bf16"]
+    assert nll16 == pytest.approx(nll32, rel=2e-2)
+    flat32, flat16 = torch.cat([g.flatten() for g in g32]), torch.cat([g.flatten() for g in g16])
+    cosine = F.cosine_similarity(flat32, flat16, dim=0).item()
+    assert cosine > 0.99 and (flat16 - flat32).norm() < 0.1 * flat32.norm()
