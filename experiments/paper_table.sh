@@ -3,6 +3,7 @@
 # the result line to experiments/results.csv (test error at M=1, policy mean, M=10).
 #
 #   bash experiments/paper_table.sh mnist 1        # task, seed
+#   bash experiments/paper_table.sh cluttered 1 50 # task, seed, epochs (a shorter budget)
 #   python experiments/record.py --table           # the README table from results.csv
 #
 # Each recipe is a plain `python main.py` command line; an interrupted run continues.
@@ -10,13 +11,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 task=${1:?usage: paper_table.sh mnist|translated|cluttered|cluttered100 [SEED]}
 seed=${2:-1}
+epochs=${3:-}
 recipe="--init_lr 1e-3 --lr_schedule cosine --locator_hidden 128 --train_patience 1000"
 case $task in
-  mnist)        args="--data_type mnist --num_glimpses 6 --epochs 100 $recipe" ;;
-  translated)   args="--data_type translated --num_glimpses 8 --epochs 100 $recipe" ;;
-  cluttered)    args="--data_type cluttered --num_glimpses 8 --epochs 200 $recipe" ;;
-  cluttered100) args="--data_type cluttered100 --num_glimpses 8 --epochs 200 $recipe" ;;
+  mnist)        args="--data_type mnist --num_glimpses 6"; full=100 ;;
+  translated)   args="--data_type translated --num_glimpses 8"; full=100 ;;
+  cluttered)    args="--data_type cluttered --num_glimpses 8"; full=200 ;;
+  cluttered100) args="--data_type cluttered100 --num_glimpses 8"; full=200 ;;
   *) echo "paper_table.sh: unknown task $task (mnist, translated, cluttered, cluttered100)" >&2; exit 2 ;;
 esac
+name="paper_${task}_s${seed}"
+if [ -n "$epochs" ]; then name="${name}_e${epochs}"; fi
+args="$args --epochs ${epochs:-$full} $recipe"
 # shellcheck disable=SC2086
-python experiments/record.py --task "$task" -- $args --random_seed "$seed" --run_name "paper_${task}_s${seed}"
+python experiments/record.py --task "$task" -- $args --random_seed "$seed" --run_name "$name"
