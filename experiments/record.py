@@ -81,7 +81,8 @@ def record(task, args):
 
 
 def table():
-    """Markdown: per task, the paper's figure, then mean (min-max) over seeds of our test error."""
+    """Markdown: per task, the paper's figure, then mean (min-max) over seeds of our test error;
+    then every run."""
     with open(RESULTS) as f:
         rows = list(csv.DictReader(f))
     lines = ["| task | paper | best public | ours, M=1 (seeds) | ours, policy mean | ours, M=10 | epochs | wall per run |",
@@ -101,6 +102,13 @@ def table():
         lines.append(f"| {task} | {paper} | {public} | {spread('test_error_M1')} | {spread('test_error_policy_mean')} "
                      f"| {spread('test_error_M10')} | {'/'.join(sorted({r['epochs'] for r in runs}))} "
                      f"| {min(walls):.0f}-{max(walls):.0f} min |")
+    lines += ["", "| task | run | seed | epochs | best epoch | val error | test M=1 | policy mean | M=10 | train wall "
+              "| commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        errors = " | ".join(f"{100 * float(r[k]):.2f}%" for k in ("val_error", "test_error_M1",
+                                                                  "test_error_policy_mean", "test_error_M10"))
+        lines.append(f"| {r['task']} | {r['run']} | {r['seed']} | {r['epochs']} | {r['best_epoch']} | {errors} "
+                     f"| {r['train_wall_min']} min | {r['commit']} |")
     print("\n".join(lines))
 
 
