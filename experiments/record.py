@@ -101,7 +101,7 @@ def table():
         walls = [float(r["train_wall_min"]) for r in runs]
         lines.append(f"| {task} | {paper} | {public} | {spread('test_error_M1')} | {spread('test_error_policy_mean')} "
                      f"| {spread('test_error_M10')} | {'/'.join(sorted({r['epochs'] for r in runs}))} "
-                     f"| {min(walls):.0f}-{max(walls):.0f} min |")
+                     f"| {min(walls):.0f}{f'-{max(walls):.0f}' if len(walls) > 1 else ''} min |")
     lines += ["", "| task | run | seed | epochs | best epoch | val error | test M=1 | policy mean | M=10 | train wall "
               "| commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
