@@ -91,7 +91,7 @@ class RecurrentAttention(nn.Module):
 
         # Under bf16 autocast the states are bf16: everything returned is fp32.
         h = torch.stack(hs, 1).float()  # (B, T, D)
-        mu = torch.stack(mus, 1).float()  # (B, T, 2)
+        mu = torch.stack(mus, 1)  # (B, T, 2), fp32: the location network runs outside autocast
         l_raw = torch.stack(l_raws, 1)  # (B, T, 2)
         h_before = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)  # (B, T, D): h_0 .. h_{T-1}
         return Rollout(

@@ -115,9 +115,10 @@ class AverageMeter:
 class GlimpseMeter:
     """Mean and standard error over images of per-glimpse quantities, by name.
 
-    `update(name=values)` takes (B, T) tensors, one row per image; sums and sums of squares
-    are kept in float64 on the CPU. mean_t = sum_b v_bt / n, se_t = sqrt(var_t / n) with the
-    unbiased variance over the n images.
+    `update(name=values)` takes (B, T) tensors, one row per image; they are summed over the
+    batch where they live and only the (T,) sums and sums of squares, float64, go to the
+    CPU. mean_t = sum_b v_bt / n, se_t = sqrt(var_t / n) with the unbiased variance over the
+    n images.
     """
 
     def __init__(self):
@@ -125,9 +126,9 @@ class GlimpseMeter:
 
     def update(self, **values):
         for name, v in values.items():
-            v = v.detach().double().cpu()  # (B, T)
-            self.sums[name] = self.sums.get(name, 0) + v.sum(0)
-            self.squares[name] = self.squares.get(name, 0) + (v * v).sum(0)
+            v = v.detach().double()  # (B, T)
+            self.sums[name] = self.sums.get(name, 0) + v.sum(0).cpu()
+            self.squares[name] = self.squares.get(name, 0) + (v * v).sum(0).cpu()
             self.counts[name] = self.counts.get(name, 0) + v.shape[0]
 
     def mean(self, name):
