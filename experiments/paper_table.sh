@@ -9,7 +9,10 @@
 # Each recipe is a plain `python main.py` command line; an interrupted run continues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-task=${1:?usage: paper_table.sh mnist|translated|cluttered|cluttered100 [SEED]}
+if [ $# -lt 1 ]; then
+  echo "usage: bash experiments/paper_table.sh mnist|translated|cluttered|cluttered100 [SEED] [EPOCHS]" >&2; exit 2
+fi
+task=$1
 seed=${2:-1}
 epochs=${3:-}
 recipe="--init_lr 1e-3 --lr_schedule cosine --locator_hidden 128 --train_patience 1000"

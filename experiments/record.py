@@ -83,6 +83,10 @@ def record(task, args):
 def table():
     """Markdown: per task, the paper's figure, then mean (min-max) over seeds of our test error;
     then every run."""
+    if not os.path.isfile(RESULTS):
+        print(f"record.py: error: no results yet at {RESULTS}: run experiments/paper_table.sh first",
+              file=sys.stderr)
+        sys.exit(2)
     with open(RESULTS) as f:
         rows = list(csv.DictReader(f))
     lines = ["| task | paper | best public | ours, M=1 (seeds) | ours, policy mean | ours, M=10 | epochs | wall per run |",

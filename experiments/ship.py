@@ -17,13 +17,23 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from arguments import ConfigError, exit_on_config_error  # noqa: E402
 from utils import atomic_save  # noqa: E402
 
 
 def ship(run, ckpt_dir=os.path.join(ROOT, "ckpt"), report_dir=os.path.join(ROOT, "report"),
          models_dir=os.path.join(ROOT, "models")):
+    """Copy run into models_dir/run; a missing input or an already shipped run is a
+    ConfigError, raised before anything is written."""
     out = os.path.join(models_dir, run)
-    os.makedirs(out, exist_ok=True)
+    sources = [os.path.join(ckpt_dir, run, name) for name in ("best.pt", "vae.pt", "config.json")]
+    sources.append(os.path.join(report_dir, run, "metrics.json"))
+    missing = [path for path in sources if not os.path.isfile(path)]
+    if missing:
+        raise ConfigError(f"cannot ship {run}: no {missing[0]} (train it, then test it with --is_train=False)")
+    if os.path.exists(out):
+        raise ConfigError(f"{out} exists already: remove it first to ship {run} again")
+    os.makedirs(out)
     for name, drop in (("best.pt", ("optimizer", "scheduler", "rng")), ("vae.pt", ("optimizer", "rng"))):
         state = torch.load(os.path.join(ckpt_dir, run, name), map_location="cpu", weights_only=True)
         atomic_save({k: (None if k in drop else v) for k, v in state.items()}, os.path.join(out, name))
@@ -32,8 +42,12 @@ def ship(run, ckpt_dir=os.path.join(ROOT, "ckpt"), report_dir=os.path.join(ROOT,
     print(f"[*] shipped {run} in {out}")
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: python experiments/ship.py RUN [RUN ...]")
-    for run in sys.argv[1:]:
+def main(runs):
+    if not runs:
+        raise ConfigError("usage: python experiments/ship.py RUN [RUN ...]")
+    for run in runs:
         ship(run)
+
+
+if __name__ == "__main__":
+    exit_on_config_error(lambda: main(sys.argv[1:]), "ship.py")
