@@ -28,11 +28,11 @@ def ship(run, ckpt_dir=os.path.join(ROOT, "ckpt"), report_dir=os.path.join(ROOT,
     out = os.path.join(models_dir, run)
     sources = [os.path.join(ckpt_dir, run, name) for name in ("best.pt", "vae.pt", "config.json")]
     sources.append(os.path.join(report_dir, run, "metrics.json"))
+    if os.path.exists(out):
+        raise ConfigError(f"{out} exists already: remove it first to ship {run} again")
     missing = [path for path in sources if not os.path.isfile(path)]
     if missing:
         raise ConfigError(f"cannot ship {run}: no {missing[0]} (train it, then test it with --is_train=False)")
-    if os.path.exists(out):
-        raise ConfigError(f"{out} exists already: remove it first to ship {run} again")
     os.makedirs(out)
     for name, drop in (("best.pt", ("optimizer", "scheduler", "rng")), ("vae.pt", ("optimizer", "rng"))):
         state = torch.load(os.path.join(ckpt_dir, run, name), map_location="cpu", weights_only=True)
