@@ -56,11 +56,16 @@ MODEL_FIELDS = (
 # experiments in one run, so a resume checks these too.
 TRAINING_FIELDS = (
     "reward", "reward_beta", "training_mode", "classify_all", "reinforce_core", "actor_weight",
-    "critic_weight", "data_seed", "lr_schedule",
+    "critic_weight", "data_seed", "lr_schedule", "batch_size", "subset", "data_source", "init_lr",
+    "max_grad_norm", "random_seed",
 )
 
+# Settings a resume may change (how long to train, how to validate, how fast to compute):
+# the new value is used, and said.
+RESUME_MAY_CHANGE = ("epochs", "train_patience", "M", "precision", "use_gpu")
+
 # Fields added after checkpoints were first shipped, with the value those checkpoints used.
-LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau"}
+LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau", "max_grad_norm": 0.0}
 
 
 class ConfigError(ValueError):
@@ -167,6 +172,9 @@ def build_parser():
                    help="epochs without validation-accuracy gain before the lr is divided by 10")
     t.add_argument("--train_patience", type=int, default=50,
                    help="epochs without validation-accuracy gain before training stops")
+    t.add_argument("--max_grad_norm", type=float, default=0.0,
+                   help="clip the gradient to this total L2 norm before each step (0: no clipping); "
+                        "a non-finite gradient or loss always stops the run before the step")
 
     e = p.add_argument_group("explanations (hidden-state VAE, information gain)")
     e.add_argument("--train_vae", type=str2bool, default=False,
@@ -213,10 +221,12 @@ def _check(config):
         value = getattr(config, name)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--{name} must be a positive number, got {value}")
-    for name in ("actor_weight", "critic_weight", "reward_beta", "vae_beta"):
+    for name in ("actor_weight", "critic_weight", "reward_beta", "vae_beta", "max_grad_norm"):
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"--{name} must be >= 0, got {value}")
+    if not 0 <= config.random_seed < 2 ** 32:
+        raise ConfigError(f"--random_seed must be in [0, 2^32), got {config.random_seed}")
     largest = config.patch_size * config.glimpse_scale ** (config.num_patches - 1)
     side = image_side(config)
     if largest > 2 * side:

@@ -218,6 +218,14 @@ def source_digest(mnist):
     return h.hexdigest()
 
 
+def writes_data_dir(config):
+    """Whether loading config's data may write into --data_dir: torchvision files not yet
+    downloaded there, or a generated dataset with no cache yet."""
+    if config.data_source == "torchvision" and not os.path.isdir(os.path.join(config.data_dir, "MNIST", "raw")):
+        return True
+    return config.data_type != "mnist" and not os.path.isfile(cache_path(config))
+
+
 def write_cache(path, splits, manifest):
     """The arrays of every split as one uncompressed .npz (fast to load), then the manifest
     (.json) with a SHA-256 per array. The manifest is written last, so a crash in between

@@ -6,14 +6,18 @@ report in report/<run>/ (figures, metrics.json, summary.md); `--compare` overlay
 RAM, its checkpoints and `evaluate`; this file never imports trainer.py.
 """
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from arguments import ConfigError
+from faults import Stopped
 from information import expected_information_gain, information_gain
 from plots import draw_report, plot_curves
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
@@ -35,9 +39,7 @@ def test(config, data, trainer):
           f"on {metrics['count']} images, M={config.M}")
     print(glimpse_table({"accuracy": (metrics["accuracy_t"], ".2%"), "entropy H_t": (metrics["entropy_t"], ".4f"),
                          "info gain IG_t": (metrics["ig_t"], ".4f")}))
-    report_dir = os.path.join(config.report_dir, config.run_name)
     explained, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device)
-    draw_report(report_dir, first, explained, sides=trainer.model.retina.sides, run_name=config.run_name)
     errors = test_errors(config, trainer, metrics)
     print("test error by glimpse policy: " + ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
     report = {
@@ -49,13 +51,46 @@ def test(config, data, trainer):
                         "ig_mc": metrics["ig_t"], **explained},
         "config": vars(config),
     }
-    with open(os.path.join(report_dir, "metrics.json"), "w") as f:
-        json.dump(report, f, indent=2)
-    with open(os.path.join(report_dir, "summary.md"), "w") as f:
-        f.write(summary_markdown(report))
+    report_dir = os.path.join(config.report_dir, config.run_name)
+    with staged_folder(report_dir) as staging:
+        draw_report(staging, first, explained, sides=trainer.model.retina.sides, run_name=config.run_name)
+        with open(os.path.join(staging, "metrics.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        with open(os.path.join(staging, "summary.md"), "w") as f:
+            f.write(summary_markdown(report))
     print(summary_table(report))
     print(f"[*] report in {report_dir}")
     return report
+
+
+@contextlib.contextmanager
+def staged_folder(path):
+    """Yield a new temporary folder beside `path`; when the block ends normally it replaces
+    `path` whole, else it is removed and `path` stays as it was. So an interrupted or failed
+    report never leaves a partial one (at worst the old one, renamed aside, is lost with a
+    crash inside the two renames)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=parent, prefix=f".tmp_{name}_")
+    except OSError as err:
+        raise Stopped(f"cannot write the report in {parent} ({err.strerror})") from None
+    try:
+        yield staging
+        old = None
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(dir=parent, prefix=f".old_{name}_")
+            os.replace(path, os.path.join(old, name))
+        os.replace(staging, path)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise Stopped(f"cannot write the report {path} ({err.strerror})") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def test_errors(config, trainer, metrics):
@@ -100,12 +135,14 @@ def hidden_state_vae(config, data, model, path, *, ram_epoch):
         if state["optimizer"] is not None:
             optimizer.load_state_dict(state["optimizer"])
         if state["rng"] is not None:
-            set_rng_state(state["rng"])
-    writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name))
+            set_rng_state(state["rng"], data.generator)  # older VAEs saved no shuffle state
+    # Its own folder, so that purge_step (dropping the steps after the checkpoint, from an
+    # interrupted epoch) cannot touch the RAM's training curves.
+    writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name, "vae"), purge_step=start + 1)
     saved = {**vars(config), "ram_epoch": ram_epoch}
 
     def checkpoint(epoch, _):
-        save_vae(path, vae, optimizer, epoch, saved, rng=rng_state())
+        save_vae(path, vae, optimizer, epoch, saved, rng=rng_state(data.generator))
 
     train_vae(vae, model, data.loaders, num_glimpses=config.num_glimpses,
               epochs=config.vae_epochs, lr=config.vae_lr, beta=config.vae_beta, device=device,

@@ -4,9 +4,31 @@
     python main.py --resume=True       # continue the run from its latest checkpoint
     python main.py --is_train=False    # test the best checkpoint, write the report
     python main.py --compare RUN_A RUN_B   # overlay the reports of several runs
+
+Bad input exits 2, a failed run 1, Ctrl-C 130 and SIGTERM 143, each with one line (faults.py).
 """
 
-from arguments import ConfigError, exit_on_config_error, get_config
+import os
+
+from arguments import ConfigError, get_config
+from faults import SignalGuard, check_writable, exit_cleanly
+
+
+def output_places(config, writes_data_dir):
+    """{flag: folder} of every place this command will write to."""
+    if config.compare:
+        return {"--report_dir": config.report_dir}
+    places = {"--data_dir": config.data_dir} if writes_data_dir else {}
+    if config.is_train:
+        places.update({"--ckpt_dir": config.ckpt_dir, "--logs_dir": config.logs_dir})
+        if config.plot_freq:
+            places["--plot_dir"] = config.plot_dir
+        return places
+    vae_path = os.path.join(config.ckpt_dir, config.run_name, "vae.pt")
+    if config.train_vae or not os.path.exists(vae_path):  # the VAE is trained, logged and saved
+        places.update({"--ckpt_dir": os.path.dirname(vae_path), "--logs_dir": config.logs_dir})
+    places["--report_dir"] = config.report_dir
+    return places
 
 
 def main(argv=None):
@@ -15,22 +37,26 @@ def main(argv=None):
     import torch
 
     import explain
-    from data_loader import get_data
+    from data_loader import get_data, writes_data_dir
     from trainer import Trainer
     from utils import seed_everything
 
+    check_writable(output_places(config, writes_data_dir(config)))
     if config.compare:
         return explain.compare_runs(config.report_dir, config.compare)
 
     if config.use_gpu and not torch.cuda.is_available():
         raise ConfigError("--use_gpu=True but CUDA is not available")
-    seed_everything(config.random_seed)
-    data = get_data(config)
-    trainer = Trainer(config, data)
-    if config.is_train:
-        return trainer.train()
-    return explain.test(config, data, trainer)
+    # A signal raises at once (SIGTERM too, so temporary files are removed); training
+    # defers the first one to the end of the current step.
+    with SignalGuard(defer=False):
+        seed_everything(config.random_seed)
+        data = get_data(config)
+        trainer = Trainer(config, data)
+        if config.is_train:
+            return trainer.train()
+        return explain.test(config, data, trainer)
 
 
 if __name__ == "__main__":
-    exit_on_config_error(main, "main.py")
+    exit_cleanly(main, "main.py")

@@ -18,8 +18,12 @@ import torch.nn.functional as F
 def pixel_centre(l, half):
     """The retina's rule for the patch centre in pixels: floor((l + 1) * half), half = (W/2, H/2).
 
-    l (..., 2) -> (..., 2) (column, row), as floats holding integers.
+    l (..., 2) -> (..., 2) (column, row), as floats holding integers. A location outside
+    [-1, 1] is clamped onto it and a NaN one read at the centre, so no location ever becomes
+    an index outside the image (a NaN would become -2^63); a non-finite policy shows in the
+    loss instead, which the Trainer checks.
     """
+    l = torch.nan_to_num(l, nan=0.0).clamp(-1, 1)
     return torch.floor((l + 1) * half)
 
 

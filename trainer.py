@@ -3,6 +3,7 @@
 The loss terms come from losses.py; testing and explaining a trained run is explain.py's.
 """
 
+import glob
 import json
 import math
 import os
@@ -11,13 +12,14 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from arguments import LEGACY_DEFAULTS, MODEL_FIELDS, TRAINING_FIELDS, ConfigError
+from arguments import LEGACY_DEFAULTS, MODEL_FIELDS, RESUME_MAY_CHANGE, TRAINING_FIELDS, ConfigError
+from faults import SignalGuard, Stopped, fault_point
 from information import glimpse_statistics
 from losses import hybrid_loss, loss_settings
 from model import RecurrentAttention
 from plots import plot_glimpses
-from utils import (AverageMeter, GlimpseMeter, atomic_save, check_matches, first_line, load_checkpoint, log_scalars,
-                   precision_context, rng_state, set_rng_state)
+from utils import (AverageMeter, GlimpseMeter, atomic_save, atomic_write, check_matches, first_line, load_checkpoint,
+                   log_scalars, precision_context, rng_state, set_rng_state)
 
 CHECKPOINT_FORMAT = 1
 
@@ -64,6 +66,7 @@ class Trainer:
         self.run_dir = os.path.join(config.ckpt_dir, config.run_name)
         # best_acc starts below any accuracy, so the first epoch always writes best.pt.
         self.epoch, self.best_acc, self.counter = 0, -1.0, 0
+        self.guard = None  # while training: the SignalGuard whose signal stops the loops
 
     # -- checkpoints
 
@@ -83,13 +86,14 @@ class Trainer:
             "rng": rng_state(self.data.generator),
         }
         atomic_save(state, self.path("latest.pt"))
+        fault_point("save")
         if is_best:
             atomic_save(state, self.path("best.pt"))
 
     def load(self, name, fields=MODEL_FIELDS):
         """Load checkpoint `name` of this run, checking that `fields` match the command line."""
         path = self.path(name)
-        state = load_checkpoint(path, self.device, kind="RAM", version=CHECKPOINT_FORMAT)
+        state = load_checkpoint(path, kind="RAM", version=CHECKPOINT_FORMAT)
         check_matches(f"checkpoint {path} does not match the command line", {**LEGACY_DEFAULTS, **state["config"]},
                       {k: getattr(self.config, k) for k in fields})
         try:
@@ -99,7 +103,14 @@ class Trainer:
         return state
 
     def resume(self):
-        state = self.load("latest.pt", MODEL_FIELDS + TRAINING_FIELDS)
+        """Continue from latest.pt: a changed setting of what or how the run learns is refused;
+        one of RESUME_MAY_CHANGE (--epochs, --train_patience, ...) is used, and said."""
+        fields = MODEL_FIELDS + TRAINING_FIELDS + (("lr_patience",) if self.scheduler is not None else ())
+        state = self.load("latest.pt", fields)
+        for name in RESUME_MAY_CHANGE:
+            saved, now = state["config"].get(name), getattr(self.config, name)
+            if saved != now:
+                print(f"[*] --{name} was {saved} for this run, now {now}: using {now}")
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -108,35 +119,73 @@ class Trainer:
 
     # -- training
 
+    def finished(self):
+        """Why a resumed run has nothing left to train (and how to continue it), or None."""
+        config = self.config
+        if self.counter >= config.train_patience:
+            return (f"run {config.run_name} stopped early after epoch {self.epoch}: no validation gain for "
+                    f"{self.counter} epochs (--train_patience {config.train_patience}); raise "
+                    f"--train_patience (and --epochs) to continue it")
+        if self.epoch >= config.epochs:
+            return (f"run {config.run_name} is already trained for {self.epoch} epochs (--epochs "
+                    f"{config.epochs}); raise --epochs to continue it")
+        return None
+
+    def where_to_resume(self):
+        """The end of an interruption message: what the checkpoints hold, how to continue."""
+        if self.epoch == 0 and not os.path.exists(self.path("latest.pt")):
+            return "no checkpoint was written yet"
+        return (f"{self.path('latest.pt')} holds epoch {self.epoch}; continue with the same command "
+                f"and --resume=True")
+
     def train(self):
+        """Train up to --epochs (or early stop). A first SIGINT/SIGTERM stops at the end of the
+        current step and keeps the last epoch's checkpoints; a non-finite loss or gradient
+        stops before the step. Either way nothing written is half a file."""
         config = self.config
         if config.resume:
             self.resume()
             print(f"[*] resumed {config.run_name} after epoch {self.epoch} "
                   f"(best validation accuracy {self.best_acc:.2%})")
+            done = self.finished()
+            if done:
+                print(f"[*] {done}: nothing trained, nothing written")
+                return
         elif os.path.exists(self.path("latest.pt")):
             raise ConfigError(f"run {config.run_name} already has checkpoints in {self.run_dir}: "
                               f"continue it with --resume=True, or pick another --run_name")
-        os.makedirs(self.run_dir, exist_ok=True)
-        with open(self.path("config.json"), "w") as f:
-            json.dump(vars(config), f, indent=2)
+        stale = glob.glob(os.path.join(glob.escape(self.run_dir), ".tmp_*"))
+        for path in stale:  # left by a run killed (kill -9) inside a checkpoint write
+            os.remove(path)
+        if stale:
+            print(f"[*] removed {len(stale)} temporary file(s) a killed run left in {self.run_dir}")
+        text = json.dumps(vars(config), indent=2).encode()
+        atomic_write(self.path("config.json"), lambda f: f.write(text))
+        # purge_step: events of steps after the checkpoint (an interrupted epoch) are dropped.
         writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name), purge_step=self.epoch + 1)
+        try:
+            with SignalGuard(defer=True) as self.guard:
+                self.train_epochs(writer)
+        finally:
+            self.guard = None
+            writer.close()
+
+    def train_epochs(self, writer):
+        config = self.config
         writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in sorted(vars(config).items())),
                         self.epoch)
         n_train = len(self.data.loaders["train"].dataset)
         n_valid = len(self.data.loaders["valid"].dataset)
         print(f"[*] train on {n_train} images, validate on {n_valid}; run {config.run_name}")
-        if self.epoch >= config.epochs:
-            print(f"[*] already trained for {self.epoch} epochs: raise --epochs to continue")
-
         while self.epoch < config.epochs:
-            self.epoch += 1
+            epoch = self.epoch + 1
             if self.scheduler is None:
                 for group in self.optimizer.param_groups:
-                    group["lr"] = cosine_lr(config.init_lr, self.epoch, config.epochs)
+                    group["lr"] = cosine_lr(config.init_lr, epoch, config.epochs)
             lr = self.optimizer.param_groups[0]["lr"]
-            train = self.train_one_epoch()
-            valid = self.evaluate("valid")
+            train = self.train_one_epoch(epoch)
+            valid = self.evaluate("valid", epoch=epoch)
+            self.epoch = epoch
             if self.scheduler is not None:
                 self.scheduler.step(valid["accuracy"])
             is_best = valid["accuracy"] > self.best_acc
@@ -154,26 +203,45 @@ class Trainer:
             if config.plot_freq and self.epoch % config.plot_freq == 0:
                 self.plot(os.path.join(config.plot_dir, config.run_name, f"epoch_{self.epoch}.png"))
             self.save(is_best)
+            writer.flush()
+            self.guard.stop_if_asked(f"after epoch {self.epoch}: {self.where_to_resume()}")
             if self.counter >= config.train_patience:
                 print(f"[!] no validation gain for {self.counter} epochs: stopping")
                 break
-        writer.close()
 
-    def train_one_epoch(self):
+    def check_finite(self, epoch, step, values):
+        """Stop before the optimizer step when a loss term or a gradient is not finite,
+        naming it; clip the gradient to --max_grad_norm when set."""
+        where = (f"at epoch {epoch}, step {step}: stopped before the update; "
+                 f"{self.where_to_resume()} (lower --init_lr or set --max_grad_norm)")
+        for name in ("nll", "baseline", "reinforce", "loss"):
+            if not math.isfinite(values[name]):
+                raise Stopped(f"the {name} loss became {values[name]} {where}")
+        params = [(name, p) for name, p in self.model.named_parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for _, p in params]))
+        if not torch.isfinite(norm):
+            name = next(name for name, p in params if not torch.isfinite(p.grad).all())
+            raise Stopped(f"the gradient of {name} became non-finite {where}")
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for _, p in params], self.config.max_grad_norm)
+
+    def train_one_epoch(self, epoch):
         """One pass over the training set; returns epoch means, per-glimpse ones as lists."""
         config, model = self.config, self.model
         model.train()
         meters = {k: AverageMeter() for k in ("loss", "nll", "baseline", "reinforce", "reward")}
         glimpses = GlimpseMeter()
-        bar = tqdm(self.data.loaders["train"], desc=f"epoch {self.epoch}", leave=False, unit="batch",
-                   dynamic_ncols=True)
+        loader = self.data.loaders["train"]
+        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True)
         for i, (x, _, y) in enumerate(bar):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with precision_context(config.precision, self.device):
                 out = model.rollout(x, config.num_glimpses)
                 terms = hybrid_loss(out, y, **loss_settings(config))
+            values = {key: terms[key].item() for key in meters}
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
+            self.check_finite(epoch, i + 1, values)
             self.optimizer.step()
 
             with torch.no_grad():
@@ -186,20 +254,22 @@ class Trainer:
                                 advantage_t=terms["advantage_t"].expand(B, T),
                                 mu_spread_t=spread.expand(B, T))
                 for key, meter in meters.items():
-                    meter.update(terms[key].item(), B)
-            if not math.isfinite(meters["loss"].avg):
-                raise FloatingPointError(f"the loss became {meters['loss'].avg} at epoch {self.epoch}")
+                    meter.update(values[key], B)
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{meters['loss'].avg:.3f}", acc=f"{glimpses.mean('correct_t')[-1]:.1%}")
+            fault_point("train_step")
+            if self.guard is not None:
+                self.guard.stop_if_asked(f"during epoch {epoch} (step {i + 1} of {len(loader)}): "
+                                         f"{self.where_to_resume()}")
         metrics = {k: m.avg for k, m in meters.items()}
         metrics.update(glimpse_means(glimpses))
         return metrics
 
     @torch.no_grad()
-    def evaluate(self, split, *, M=None, policy_mean=False):
+    def evaluate(self, split, *, M=None, policy_mean=False, epoch=None):
         """Accuracy, entropy H_t and information gain IG_t after each glimpse, and the final
         NLL, on a split; class probabilities averaged over M rollouts per image (default
-        --M), or from the policy mean's one rollout."""
+        --M), or from the policy mean's one rollout. `epoch`: the epoch it validates."""
         config, model = self.config, self.model
         M = config.M if M is None else M
         model.eval()
@@ -212,6 +282,9 @@ class Trainer:
             glimpses.update(**glimpse_statistics(probs, y))
             nll += -probs[:, -1].gather(1, y[:, None]).clamp_min(1e-12).log().sum().item()
             n += y.shape[0]
+            fault_point(f"{split}_step")
+            if self.guard is not None:
+                self.guard.stop_if_asked(f"while validating epoch {epoch}: {self.where_to_resume()}")
         metrics = glimpse_means(glimpses)
         metrics.update(nll=nll / n, count=n)
         return metrics

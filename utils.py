@@ -3,11 +3,13 @@
 import os
 import random
 import tempfile
+import traceback
 
 import numpy as np
 import torch
 
 from arguments import ConfigError
+from faults import Stopped
 
 
 def seed_everything(seed):
@@ -34,30 +36,63 @@ def set_rng_state(state, *generators):
     version, items, gauss = state["python"]
     random.setstate((version, tuple(items), gauss))
     name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     for g, s in zip(generators, state["generators"]):
-        g.set_state(s)
+        g.set_state(s.cpu())
 
 
 def atomic_write(path, write):
-    """write(file object) into a temp file in path's folder, then os.replace: never half a file."""
+    """write(file object) into a temp file in path's folder, then os.replace: never half a
+    file. An OSError (a full disk, a read-only folder) removes the temp file, leaves any
+    previous file at path as it was, and becomes a faults.Stopped naming path."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.splitext(path)[1])
+    tmp, f = None, None
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.splitext(path)[1])
+        with os.fdopen(fd, "wb") as raw:
+            f = _WriteRecorder(raw)
+            try:
+                write(f)
+            except BaseException as err:
+                # Let the writer's own objects (numpy's ZipFile) go while the file is open.
+                traceback.clear_frames(err.__traceback__)
+                raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it an ordinary file's mode
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        # torch.save turns the OSError of a write into a RuntimeError: report the OSError.
+        err = f.error if f is not None and f.error is not None else err
+        if isinstance(err, OSError):
+            kept = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
+            raise Stopped(f"cannot write {path} ({err.strerror or type(err).__name__}): {kept}") from None
         raise
+
+
+class _WriteRecorder:
+    """A file object that remembers the OSError its write raised."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        if self.error is not None:  # a writer cleaning up after the failure: nothing to keep
+            return len(data)
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
 
 
 def atomic_save(obj, path):
@@ -70,13 +105,15 @@ def first_line(err, limit=200):
     return (str(err).strip().splitlines() or [""])[0][:limit]
 
 
-def load_checkpoint(path, device, *, kind, version):
-    """torch.load with map_location of a dict saved with {"format": version}; a missing,
-    unreadable or foreign file is a ConfigError."""
+def load_checkpoint(path, *, kind, version):
+    """torch.load of a dict saved with {"format": version}, onto the CPU: load_state_dict then
+    copies weights and optimizer state to the model's device, while the RNG states stay on
+    the CPU where torch.set_rng_state wants them. A missing, unreadable or foreign file is a
+    ConfigError."""
     if not os.path.isfile(path):
         raise ConfigError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged file
         raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(err).__name__}: {first_line(err)})")
     if not isinstance(state, dict) or state.get("format") != version:

@@ -12,6 +12,7 @@ when the canvas differs from it (translated / cluttered sets), one for the whole
 Decoded mean images are sigmoid(logits), so they span (0, 1).
 """
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from arguments import ConfigError
+from faults import Stopped
 from utils import AverageMeter, GlimpseMeter, atomic_save, check_matches, first_line, load_checkpoint, log_scalars
 
 VAE_FORMAT = 1
@@ -273,14 +275,16 @@ def train_vae(vae, model, loaders, *, num_glimpses, epochs, lr, beta, device, wr
         for i, (x, x_clean, _) in enumerate(bar):
             x, x_clean = _to(device, x, x_clean)
             terms, _ = _vae_terms(vae, model, x, x_clean, num_glimpses=num_glimpses, beta=beta)
+            values = {key: terms[key].item() for key in meters}
+            if not all(map(math.isfinite, values.values())):
+                raise Stopped(f"the VAE loss became {values['loss']} at epoch {epoch}, step {i + 1}: "
+                              f"stopped before the update; the VAE checkpoint of epoch {epoch - 1} is unchanged")
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             optimizer.step()
             n = x.shape[0] * num_glimpses
             for key, meter in meters.items():
-                meter.update(terms[key].item(), n)
-            if not torch.isfinite(terms["loss"]):
-                raise FloatingPointError(f"the VAE loss became {terms['loss'].item()} at epoch {epoch}")
+                meter.update(values[key], n)
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{meters['loss'].avg:.2f}", kl=f"{meters['kl'].avg:.2f}")
         metrics = {"epoch": epoch, "train": {k: m.avg for k, m in meters.items()}}
@@ -327,7 +331,7 @@ def load_vae(path, device, *, expected):
     settings, then in the saved config. A missing or corrupt file, another format, or any
     difference raises ConfigError with a one-line message.
     """
-    state = load_checkpoint(path, device, kind="VAE", version=VAE_FORMAT)
+    state = load_checkpoint(path, kind="VAE", version=VAE_FORMAT)
     settings, config = state.get("settings") or {}, state.get("config") or {}
     check_matches(f"VAE checkpoint {path} does not match this run", {**config, **settings}, expected)
     try:
