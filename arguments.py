@@ -156,7 +156,7 @@ def build_parser():
     d.add_argument("--data_seed", type=int, default=0,
                    help="seed of the translated/cluttered generator (fixed apart from --random_seed, "
                         "so runs with different seeds see the same data)")
-    d.add_argument("--batch_size", type=int, default=128, help="images per batch")
+    d.add_argument("--batch_size", type=int, default=128, help="images per batch, per process under torchrun (the global batch is N times it)")
     d.add_argument("--subset", type=int, default=0,
                    help="use only the first N images of each split (0: all); for smoke runs")
 

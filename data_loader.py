@@ -22,13 +22,14 @@ import json
 import os
 import pickle
 import sys
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 from tqdm import tqdm
 
+import distributed
 from arguments import DATASETS, ConfigError, exit_on_config_error
 from plots import pyplot, save_figure
 from utils import atomic_write, first_line
@@ -325,6 +326,7 @@ class Data(NamedTuple):
     in_channels: int
     image_size: int
     num_classes: int
+    shard: Optional[DistributedSampler] = None  # under torchrun: this rank's shard of the training set
 
 
 def build_sets(config):
@@ -346,17 +348,28 @@ def build_sets(config):
 
 
 def get_data(config, sets=None):
-    """DataLoaders for the three splits; the training one shuffles with a seeded generator."""
+    """DataLoaders for the three splits; the training one shuffles with a seeded generator.
+    Under torchrun each rank gets its own shard: of the training set a DistributedSampler's
+    (reshuffled each epoch from --random_seed and the epoch; padded so that every rank takes
+    the same number of steps), of the others every world_size-th image."""
     sets = build_sets(config) if sets is None else sets
     generator = torch.Generator().manual_seed(config.random_seed)
-    loaders = {}
+    rank, world = distributed.rank(), distributed.world_size()
+    loaders, shard = {}, None
     for split, dataset in sets.items():
-        order = RandomSampler(dataset, generator=generator) if split == "train" else SequentialSampler(dataset)
+        if world > 1 and split == "train":
+            order = shard = DistributedSampler(dataset, num_replicas=world, rank=rank, seed=config.random_seed)
+        elif world > 1:
+            order = distributed.ShardSampler(len(dataset), rank, world)
+        elif split == "train":
+            order = RandomSampler(dataset, generator=generator)
+        else:
+            order = SequentialSampler(dataset)
         loaders[split] = DataLoader(dataset, sampler=BatchSampler(order, config.batch_size, drop_last=False),
                                     batch_size=None, pin_memory=config.use_gpu)
     train = sets["train"]
     return Data(loaders, generator, in_channels=train.x.shape[1], image_size=train.x.shape[-1],
-                num_classes=train.num_classes)
+                num_classes=train.num_classes, shard=shard)
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,11 +5,14 @@
     python main.py --is_train=False    # test the best checkpoint, write the report
     python main.py --compare RUN_A RUN_B   # overlay the reports of several runs
 
+    torchrun --nproc_per_node=2 main.py  # data-parallel training on 2 processes (distributed.py)
+
 Bad input exits 2, a failed run 1, Ctrl-C 130 and SIGTERM 143, each with one line (faults.py).
 """
 
 import os
 
+import distributed
 from arguments import ConfigError, get_config
 from faults import SignalGuard, check_writable, exit_cleanly
 
@@ -41,21 +44,31 @@ def main(argv=None):
     from trainer import Trainer
     from utils import seed_everything
 
-    check_writable(output_places(config, writes_data_dir(config)))
-    if config.compare:
-        return explain.compare_runs(config.report_dir, config.compare)
-
     if config.use_gpu and not torch.cuda.is_available():
         raise ConfigError("--use_gpu=True but CUDA is not available")
-    # A signal raises at once (SIGTERM too, so temporary files are removed); training
-    # defers the first one to the end of the current step.
-    with SignalGuard(defer=False):
-        seed_everything(config.random_seed)
-        data = get_data(config)
-        trainer = Trainer(config, data)
-        if config.is_train:
-            return trainer.train()
-        return explain.test(config, data, trainer)
+    if distributed.launched():
+        if not config.is_train or config.compare:  # testing is one process's job: rank 0's
+            if os.environ.get("RANK", "0") != "0":
+                return None
+        else:
+            distributed.setup(config.use_gpu)
+    try:
+        if distributed.is_main():
+            check_writable(output_places(config, writes_data_dir(config)))
+        if config.compare:
+            return explain.compare_runs(config.report_dir, config.compare)
+        # A signal raises at once (SIGTERM too, so temporary files are removed); training
+        # defers the first one to the end of the current step.
+        with SignalGuard(defer=False):
+            seed_everything(config.random_seed)
+            with distributed.main_first():  # rank 0 generates and caches a dataset, then the others read it
+                data = get_data(config)
+            trainer = Trainer(config, data)
+            if config.is_train:
+                return trainer.train()
+            return explain.test(config, data, trainer)
+    finally:
+        distributed.cleanup()
 
 
 if __name__ == "__main__":

@@ -117,5 +117,7 @@ class RecurrentAttention(nn.Module):
         phi = self.retina.extract(x, l)
         return self.core(self.glimpse(phi, l), state)
 
-    def forward(self, x, num_glimpses):
-        return self.rollout(x, num_glimpses)
+    def forward(self, x, num_glimpses, *, policy_mean=False):
+        """The rollout; training calls it through forward so that DistributedDataParallel
+        sees the step."""
+        return self.rollout(x, num_glimpses, policy_mean=policy_mean)

@@ -9,9 +9,11 @@ import math
 import os
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+import distributed
 from arguments import LEGACY_DEFAULTS, MODEL_FIELDS, RESUME_MAY_CHANGE, TRAINING_FIELDS, ConfigError
 from faults import SignalGuard, Stopped, fault_point
 from information import glimpse_statistics
@@ -19,7 +21,7 @@ from losses import hybrid_loss, loss_settings
 from model import RecurrentAttention
 from plots import plot_glimpses
 from utils import (AverageMeter, GlimpseMeter, atomic_save, atomic_write, check_matches, first_line, load_checkpoint,
-                   log_scalars, precision_context, rng_state, set_rng_state)
+                   log_scalars, precision_context, rng_state, seed_everything, set_rng_state)
 
 CHECKPOINT_FORMAT = 1
 
@@ -55,9 +57,18 @@ class Trainer:
     def __init__(self, config, data):
         self.config = config
         self.data = data
-        self.device = torch.device("cuda" if config.use_gpu else "cpu")
+        self.device = torch.device("cuda", torch.cuda.current_device()) if config.use_gpu else torch.device("cpu")
         self.model = RecurrentAttention.from_config(
             config, in_channels=data.in_channels, num_classes=data.num_classes).to(self.device)
+        # Under torchrun: DDP broadcasts rank 0's initial weights and averages the gradients
+        # over the ranks in backward; each rank then draws its own locations (seed + rank).
+        self.ddp = None
+        if distributed.active():
+            self.ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.actor_weight == 0 or config.critic_weight == 0)
+            seed_everything(config.random_seed + distributed.rank())
+        self.say = print if distributed.is_main() else (lambda *args, **kwargs: None)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.init_lr)
         # cosine: the lr is a function of (epoch, --epochs), set before each epoch, so a run
         # resumed with a larger --epochs follows the longer schedule; plateau: torch's scheduler.
@@ -74,6 +85,11 @@ class Trainer:
         return os.path.join(self.run_dir, name)
 
     def save(self, is_best):
+        """latest.pt (and best.pt) of this point; under torchrun rank 0 writes them, with the
+        RNG states of every rank."""
+        rngs = distributed.gather_objects(rng_state(self.data.generator))
+        if not distributed.is_main():
+            return
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": vars(self.config),
@@ -83,7 +99,9 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "rng": rng_state(self.data.generator),
+            "rng": rngs[0],
+            "rng_ranks": rngs if len(rngs) > 1 else None,
+            "world_size": len(rngs),
         }
         atomic_save(state, self.path("latest.pt"))
         fault_point("save")
@@ -110,12 +128,21 @@ class Trainer:
         for name in RESUME_MAY_CHANGE:
             saved, now = state["config"].get(name), getattr(self.config, name)
             if saved != now:
-                print(f"[*] --{name} was {saved} for this run, now {now}: using {now}")
+                self.say(f"[*] --{name} was {saved} for this run, now {now}: using {now}")
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best_acc, self.counter = state["epoch"], state["best_acc"], state["counter"]
-        set_rng_state(state["rng"], self.data.generator)
+        saved, world, rank = state.get("world_size", 1), distributed.world_size(), distributed.rank()
+        if saved == world:
+            set_rng_state(state["rng_ranks"][rank] if world > 1 else state["rng"], self.data.generator)
+        else:
+            set_rng_state(state["rng"], self.data.generator)
+            if rank:
+                seed_everything(self.config.random_seed + rank + 1000 * self.epoch)
+            self.say(f"[*] run {self.config.run_name} was trained on {saved} processes, continued on {world}: "
+                     f"the weights and optimizer continue, the shuffle and location sampling are not "
+                     f"those of an unbroken run")
 
     # -- training
 
@@ -145,38 +172,45 @@ class Trainer:
         config = self.config
         if config.resume:
             self.resume()
-            print(f"[*] resumed {config.run_name} after epoch {self.epoch} "
-                  f"(best validation accuracy {self.best_acc:.2%})")
+            self.say(f"[*] resumed {config.run_name} after epoch {self.epoch} "
+                     f"(best validation accuracy {self.best_acc:.2%})")
             done = self.finished()
             if done:
-                print(f"[*] {done}: nothing trained, nothing written")
+                self.say(f"[*] {done}: nothing trained, nothing written")
                 return
         elif os.path.exists(self.path("latest.pt")):
             raise ConfigError(f"run {config.run_name} already has checkpoints in {self.run_dir}: "
                               f"continue it with --resume=True, or pick another --run_name")
-        stale = glob.glob(os.path.join(glob.escape(self.run_dir), ".tmp_*"))
-        for path in stale:  # left by a run killed (kill -9) inside a checkpoint write
-            os.remove(path)
-        if stale:
-            print(f"[*] removed {len(stale)} temporary file(s) a killed run left in {self.run_dir}")
-        text = json.dumps(vars(config), indent=2).encode()
-        atomic_write(self.path("config.json"), lambda f: f.write(text))
-        # purge_step: events of steps after the checkpoint (an interrupted epoch) are dropped.
-        writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name), purge_step=self.epoch + 1)
+        writer = None
+        if distributed.is_main():
+            stale = glob.glob(os.path.join(glob.escape(self.run_dir), ".tmp_*"))
+            for path in stale:  # left by a run killed (kill -9) inside a checkpoint write
+                os.remove(path)
+            if stale:
+                print(f"[*] removed {len(stale)} temporary file(s) a killed run left in {self.run_dir}")
+            text = json.dumps(vars(config), indent=2).encode()
+            atomic_write(self.path("config.json"), lambda f: f.write(text))
+            # purge_step: events of steps after the checkpoint (an interrupted epoch) are dropped.
+            writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name), purge_step=self.epoch + 1)
         try:
             with SignalGuard(defer=True) as self.guard:
                 self.train_epochs(writer)
         finally:
             self.guard = None
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     def train_epochs(self, writer):
         config = self.config
-        writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in sorted(vars(config).items())),
-                        self.epoch)
+        if writer is not None:
+            writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in sorted(vars(config).items())),
+                            self.epoch)
         n_train = len(self.data.loaders["train"].dataset)
         n_valid = len(self.data.loaders["valid"].dataset)
-        print(f"[*] train on {n_train} images, validate on {n_valid}; run {config.run_name}")
+        world = distributed.world_size()
+        self.say(f"[*] train on {n_train} images, validate on {n_valid}; run {config.run_name}"
+                 + (f"; data-parallel on {world} processes, {config.batch_size} images per process "
+                    f"and step" if world > 1 else ""))
         while self.epoch < config.epochs:
             epoch = self.epoch + 1
             if self.scheduler is None:
@@ -193,21 +227,32 @@ class Trainer:
                 self.best_acc, self.counter = valid["accuracy"], 0
             else:
                 self.counter += 1
-            log_scalars(writer, "train", train, self.epoch)
-            log_scalars(writer, "val", valid, self.epoch)
-            writer.add_scalar("train/lr", lr, self.epoch)
-            writer.add_scalar("train/policy_std", config.std, self.epoch)
-            print(f"epoch {self.epoch}/{config.epochs}: train loss {train['loss']:.3f} "
+            if writer is not None:
+                log_scalars(writer, "train", train, self.epoch)
+                log_scalars(writer, "val", valid, self.epoch)
+                writer.add_scalar("train/lr", lr, self.epoch)
+                writer.add_scalar("train/policy_std", config.std, self.epoch)
+            self.say(f"epoch {self.epoch}/{config.epochs}: train loss {train['loss']:.3f} "
                   f"acc {train['accuracy']:.2%} | valid acc {valid['accuracy']:.2%} "
                   f"(error {1 - valid['accuracy']:.2%}){' [best]' if is_best else ''} | lr {lr:.2g}")
-            if config.plot_freq and self.epoch % config.plot_freq == 0:
+            if config.plot_freq and self.epoch % config.plot_freq == 0 and distributed.is_main():
                 self.plot(os.path.join(config.plot_dir, config.run_name, f"epoch_{self.epoch}.png"))
             self.save(is_best)
-            writer.flush()
-            self.guard.stop_if_asked(f"after epoch {self.epoch}: {self.where_to_resume()}")
+            if writer is not None:
+                writer.flush()
+            self.stop_if_asked(f"after epoch {self.epoch}: {self.where_to_resume()}")
             if self.counter >= config.train_patience:
-                print(f"[!] no validation gain for {self.counter} epochs: stopping")
+                self.say(f"[!] no validation gain for {self.counter} epochs: stopping")
                 break
+
+    def stop_if_asked(self, where):
+        """Stop (Interrupted) when a signal came; under torchrun when one came to any rank, so
+        that every rank stops at the same step."""
+        if self.guard is None:
+            return
+        if distributed.active():
+            self.guard.signum = distributed.max_over_ranks(self.guard.signum or 0) or None
+        self.guard.stop_if_asked(where)
 
     def check_finite(self, epoch, step, values):
         """Stop before the optimizer step when a loss term or a gradient is not finite,
@@ -232,11 +277,15 @@ class Trainer:
         meters = {k: AverageMeter() for k in ("loss", "nll", "baseline", "reinforce", "reward")}
         glimpses = GlimpseMeter()
         loader = self.data.loaders["train"]
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True)
+        if self.data.shard is not None:
+            self.data.shard.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank
+        net = self.model if self.ddp is None else self.ddp
+        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, unit="batch", dynamic_ncols=True,
+                   disable=not distributed.is_main())
         for i, (x, _, y) in enumerate(bar):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with precision_context(config.precision, self.device):
-                out = model.rollout(x, config.num_glimpses)
+                out = net(x, config.num_glimpses)
                 terms = hybrid_loss(out, y, **loss_settings(config))
             values = {key: terms[key].item() for key in meters}
             self.optimizer.zero_grad(set_to_none=True)
@@ -258,9 +307,7 @@ class Trainer:
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{meters['loss'].avg:.3f}", acc=f"{glimpses.mean('correct_t')[-1]:.1%}")
             fault_point("train_step")
-            if self.guard is not None:
-                self.guard.stop_if_asked(f"during epoch {epoch} (step {i + 1} of {len(loader)}): "
-                                         f"{self.where_to_resume()}")
+            self.stop_if_asked(f"during epoch {epoch} (step {i + 1} of {len(loader)}): {self.where_to_resume()}")
         metrics = {k: m.avg for k, m in meters.items()}
         metrics.update(glimpse_means(glimpses))
         return metrics
@@ -275,7 +322,8 @@ class Trainer:
         model.eval()
         glimpses = GlimpseMeter()
         nll, n = 0.0, 0
-        for x, _, y in tqdm(self.data.loaders[split], desc=split, leave=False, unit="batch"):
+        for x, _, y in tqdm(self.data.loaders[split], desc=split, leave=False, unit="batch",
+                            disable=not distributed.is_main()):
             x, y = x.to(self.device), y.to(self.device)
             with precision_context(config.precision, self.device):
                 probs = mc_probabilities(model, x, config.num_glimpses, M, policy_mean=policy_mean)  # (B, T, C)
@@ -283,10 +331,12 @@ class Trainer:
             nll += -probs[:, -1].gather(1, y[:, None]).clamp_min(1e-12).log().sum().item()
             n += y.shape[0]
             fault_point(f"{split}_step")
-            if self.guard is not None:
-                self.guard.stop_if_asked(f"while validating epoch {epoch}: {self.where_to_resume()}")
+            self.stop_if_asked(f"while validating epoch {epoch}: {self.where_to_resume()}")
+        # Under torchrun each rank saw its own shard: the sums over the ranks are the split's.
+        glimpses.combine(distributed.sum_over_ranks)
+        nll, n = distributed.sum_over_ranks(torch.tensor([nll, n], dtype=torch.float64)).tolist()
         metrics = glimpse_means(glimpses)
-        metrics.update(nll=nll / n, count=n)
+        metrics.update(nll=nll / n, count=int(n))
         return metrics
 
     @torch.no_grad()

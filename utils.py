@@ -168,6 +168,15 @@ class GlimpseMeter:
             self.squares[name] = self.squares.get(name, 0) + (v * v).sum(0).cpu()
             self.counts[name] = self.counts.get(name, 0) + v.shape[0]
 
+    def combine(self, total):
+        """Replace every sum, sum of squares and count by total(it): with
+        distributed.sum_over_ranks, the meter of the whole split a distributed run evaluated."""
+        for name in self.sums:
+            packed = torch.stack([self.sums[name], self.squares[name],
+                                  torch.full_like(self.sums[name], self.counts[name])])
+            self.sums[name], self.squares[name], counts = total(packed)
+            self.counts[name] = int(counts[0])
+
     def mean(self, name):
         """(T,) mean over the images seen, as a list."""
         return (self.sums[name] / max(self.counts[name], 1)).tolist()
