@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from arguments import ConfigError
 from faults import Stopped
-from information import expected_information_gain, information_gain
+from information import calibration, expected_information_gain, information_gain
 from plots import draw_report, plot_curves
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
 from vae import HiddenStateVAE, decoded_per_glimpse, load_vae, reconstruction_errors, save_vae, train_vae
@@ -39,7 +39,7 @@ def test(config, data, trainer):
           f"on {metrics['count']} images, M={config.M}")
     print(glimpse_table({"accuracy": (metrics["accuracy_t"], ".2%"), "entropy H_t": (metrics["entropy_t"], ".4f"),
                          "info gain IG_t": (metrics["ig_t"], ".4f")}))
-    explained, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device)
+    explained, reliability, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device)
     errors = test_errors(config, trainer, metrics)
     print("test error by glimpse policy: " + ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
     report = {
@@ -49,11 +49,14 @@ def test(config, data, trainer):
         "count": metrics["count"],
         "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
                         "ig_mc": metrics["ig_t"], **explained},
-        "config": vars(config),
+        "reliability": reliability,
+        "config": vars(config),  # of this test command
+        "train_config": state["config"],  # the checkpoint was trained with
     }
     report_dir = os.path.join(config.report_dir, config.run_name)
     with staged_folder(report_dir) as staging:
-        draw_report(staging, first, explained, sides=trainer.model.retina.sides, run_name=config.run_name)
+        draw_report(staging, first, explained, reliability, sides=trainer.model.retina.sides,
+                    run_name=config.run_name)
         with open(os.path.join(staging, "metrics.json"), "w") as f:
             json.dump(report, f, indent=2)
         with open(os.path.join(staging, "summary.md"), "w") as f:
@@ -160,28 +163,39 @@ def explain(config, model, vae, loader, device, *, shown=8):
     model.eval()
     meter = GlimpseMeter()
     first = None
+    confidences, corrects = [], []
     for x, x_clean, y in tqdm(loader, desc="explain", unit="batch"):
-        x, x_clean = x.to(device), x_clean.to(device)
+        x, x_clean, y = x.to(device), x_clean.to(device), y.to(device)
         out = model.rollout(x, config.num_glimpses)
+        probs = out.logits.softmax(-1)  # (B, T, C)
         decoded = decoded_per_glimpse(vae, out.h)  # (B, T, 1, 28, 28)
         mse, bce = reconstruction_errors(decoded, x_clean)  # (B, T) each
-        meter.update(ig=information_gain(out.logits.softmax(-1)),
-                     eig=expected_information_gain(model, vae, out, x, samples=config.eig_samples)[0],
-                     recon_mse=mse, recon_bce=bce)
+        eig, gap = expected_information_gain(model, vae, out, x, samples=config.eig_samples)
+        nll = -out.logits.log_softmax(-1).gather(2, y[:, None, None].expand(-1, probs.shape[1], 1))[..., 0]
+        meter.update(ig=information_gain(probs), eig=eig, eig_gap=gap, nll=nll, recon_mse=mse, recon_bce=bce)
+        confidence, predicted = probs.max(-1)  # (B, T) each
+        confidences.append(confidence.cpu())
+        corrects.append((predicted == y[:, None]).cpu())
         if first is None:
-            first = (x[:shown].cpu(), x_clean[:shown].cpu(), y[:shown], out.l[:shown].cpu(),
+            first = (x[:shown].cpu(), x_clean[:shown].cpu(), y[:shown].cpu(), out.l[:shown].cpu(),
                      out.logits[:shown].argmax(-1).cpu(), decoded[:shown].cpu())
     result = {}
-    for key in ("ig", "eig", "recon_mse", "recon_bce"):
+    for key in ("ig", "eig", "eig_gap", "nll", "recon_mse", "recon_bce"):
         result[key], result[key + "_se"] = meter.mean(key), meter.se(key)
     result["eig_over_ig"] = [e / i if abs(i) > 1e-12 else float("nan")
                              for e, i in zip(result["eig"], result["ig"])]
-    return result, first
+    confidence, correct = torch.cat(confidences), torch.cat(corrects)  # (N, T)
+    bins = [calibration(confidence[:, t], correct[:, t]) for t in range(confidence.shape[1])]
+    result["ece"] = [b[0] for b in bins]
+    reliability = {"confidence": [b[1] for b in bins], "accuracy": [b[2] for b in bins],
+                   "count": [b[3] for b in bins]}
+    return result, reliability, first
 
 
 def _columns(g):
     return {"accuracy": (g["accuracy"], ".2%"), "entropy": (g["entropy"], ".4f"), "IG": (g["ig"], ".4f"),
-            "EIG": (g["eig"], ".4f"), "EIG/IG": (g["eig_over_ig"], ".2f"),
+            "EIG": (g["eig"], ".4f"), "EIG/IG": (g["eig_over_ig"], ".2f"), "EIG gap": (g["eig_gap"], ".4f"),
+            "ECE": (g["ece"], ".3f"), "NLL": (g["nll"], ".3f"),
             "recon MSE": (g["recon_mse"], ".5f"), "recon BCE": (g["recon_bce"], ".4f")}
 
 
@@ -194,7 +208,7 @@ def summary_markdown(report):
     """summary.md: the report's numbers as a table a person can read."""
     g = report["per_glimpse"]
     columns = _columns(g)
-    for key, name in (("ig", "IG"), ("eig", "EIG"), ("recon_mse", "recon MSE")):
+    for key, name in (("ig", "IG"), ("eig", "EIG"), ("eig_gap", "EIG gap"), ("recon_mse", "recon MSE")):
         spec = columns[name][1]
         columns[name] = ([f"{v:{spec}} ± {s:{spec}}" for v, s in zip(g[key], g[key + "_se"])], "")
     lines = [f"# {report['run']}", "",
@@ -205,12 +219,15 @@ def summary_markdown(report):
              "image; policy mean: l_t = mu_t, no location noise; M=10: probabilities averaged over 10 "
              "sampled paths).", "",
              "Per glimpse t, on the test set (mean, and standard error over images). Accuracy and "
-             "entropy H_t from the M-averaged prediction; IG_t = H_{t-1} - H_t and EIG_t (S="
-             f"{report['eig_samples']} imagined images from the VAE) of one rollout per image; "
-             "reconstruction error of the VAE's decoded mean image from h_t against the clean digit.", "",
+             "entropy H_t from the M-averaged prediction; from one rollout per image: IG_t = H_{t-1} - H_t, "
+             "EIG_t (the mutual information between the class and the glimpse over S="
+             f"{report['eig_samples']} canvases imagined by the VAE) and its consistency gap (KL of "
+             "the imagined beliefs' mean to the real belief; 0 when they agree), the expected "
+             "calibration error (ECE, 15 bins) and NLL of the belief p_t; reconstruction error of the "
+             "VAE's decoded mean image from h_t against the clean digit.", "",
              glimpse_table(columns, markdown=True), "",
              "Figures: `reconstructions.png`, `reconstruction_error.png`, `information_gain.png`, "
-             "`glimpses.png`, `glimpses.gif`.", ""]
+             "`reliability.png`, `glimpses.png`, `glimpses.gif`.", ""]
     return "\n".join(lines)
 
 

@@ -47,34 +47,59 @@ def glimpse_statistics(probs, y):
 
 
 def eig_from_samples(p_prev, p_next):
-    """Monte-Carlo expected information gain and its standard error.
+    """The expected information gain from S imagined beliefs, and the consistency gap.
 
-    EIG = (1/S) sum_s KL(p_next^s || p_prev),  SE = std_s KL(p_next^s || p_prev) / sqrt(S)
-    p_prev (B, C), p_next (S, B, C) -> (EIG (B,), SE (B,)); SE is 0 when S = 1.
+    The mean over s of KL(p_next^s || p_prev) splits exactly into two parts, with
+    p_bar = (1/S) sum_s p_next^s:
+      EIG = H(p_bar) - (1/S) sum_s H(p_next^s)   the mutual information between the class and
+                                                 the imagined glimpse: what the glimpse is
+                                                 expected to tell (>= 0, 0 when every imagined
+                                                 belief is the same);
+      gap = KL(p_bar || p_prev)                  zero only when the imagined beliefs average to
+                                                 the real one (a calibrated classifier and a VAE
+                                                 that imagines what is really possible).
+    p_prev (B, C), p_next (S, B, C) -> (EIG (B,), gap (B,)).
     """
-    # KL >= 0; the clamp only removes rounding below zero when p_next^s == p_prev.
-    kl = kl_categorical(p_next, p_prev.unsqueeze(0)).clamp_min(0.0)  # (S, B)
-    S = kl.shape[0]
-    se = kl.std(0, correction=1) / S ** 0.5 if S > 1 else torch.zeros_like(kl[0])
-    return kl.mean(0), se
+    p_bar = p_next.mean(0)  # (B, C)
+    # Both are >= 0 in exact arithmetic; the clamps remove rounding below zero.
+    eig = (entropy(p_bar) - entropy(p_next).mean(0)).clamp_min(0.0)
+    gap = kl_categorical(p_bar, p_prev).clamp_min(0.0)
+    return eig, gap
+
+
+def calibration(confidence, correct, *, bins=15):
+    """Reliability of one glimpse's beliefs: confidence (N,) = max_c p_t(c), correct (N,) in
+    {0, 1}, in `bins` equal-width bins of confidence over [0, 1]. Returns (ECE, per-bin mean
+    confidence (bins,), per-bin accuracy (bins,), per-bin count (bins,)), empty bins 0.
+    ECE = sum_k n_k / N |accuracy_k - confidence_k| (Guo et al. 2017)."""
+    confidence, correct = confidence.double().flatten(), correct.double().flatten()
+    index = (confidence * bins).long().clamp(0, bins - 1)  # confidence 1 goes to the last bin
+    count = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, torch.ones_like(confidence))
+    conf_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, confidence)
+    acc_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct)
+    mean_conf, accuracy = conf_sum / count.clamp_min(1), acc_sum / count.clamp_min(1)
+    ece = ((count / max(len(confidence), 1)) * (accuracy - mean_conf).abs()).sum()
+    return float(ece), mean_conf.tolist(), accuracy.tolist(), count.long().tolist()
 
 
 @torch.no_grad()
 def expected_information_gain(model, vae, out, x, *, samples, generator=None):
-    """EIG of every glimpse of a rollout, before it is taken: (EIG (B, T), SE (B, T)).
+    """EIG of every glimpse of a rollout, before it is taken, and its consistency gap
+    (`eig_from_samples`): (EIG (B, T), gap (B, T)).
 
     For glimpse t (0-based) at the rollout's own location l_t = out.l[:, t], from the state
     s_{t-1} = model.state_before(out, t):
       z^s ~ q(z | h_{t-1}) for t > 0, z^s ~ N(0, I) for t = 0 (nothing seen yet), s = 1..S;
       x^s = sigmoid(vae.decode_canvas(z^s))           an imagined canvas (its mean image);
       p_t^s = softmax(classifier(step(x^s, l_t, s_{t-1})[0]));
-      EIG_t = (1/S) sum_s KL(p_t^s || p_{t-1}),  p_{t-1} = softmax(out.logits[:, t-1]), p_{-1} = 1/C.
-    SE is the Monte-Carlo standard error over s.
+      EIG_t = H(p_bar_t) - (1/S) sum_s H(p_t^s),  p_bar_t = (1/S) sum_s p_t^s,
+      gap_t = KL(p_bar_t || p_{t-1}),  p_{t-1} = softmax(out.logits[:, t-1]), p_{-1} = 1/C.
 
-    Why this is the information the glimpse is expected to carry: for any q,
-    E_s KL(p^s || q) = -E_s H(p^s) - sum_c E_s[p^s_c] log q_c. When the classifier is
-    calibrated and the VAE is a good model of what it has not seen, E_s[p_t^s] = p_{t-1}, so
-    EIG_t = H_{t-1} - E_s[H_t^s] = I(class; glimpse t | glimpses < t), the mutual information.
+    EIG_t + gap_t = (1/S) sum_s KL(p_t^s || p_{t-1}), the estimator reported before
+    2026-11-29 as EIG. EIG_t is the mutual information I(class; glimpse t | glimpses < t)
+    under the imagined canvases; the realised IG_t matches it in expectation only when the
+    gap is 0, i.e. when the classifier is calibrated and the VAE imagines what is really
+    possible. So the report gives both.
 
     Vectorised over S: the batch is repeated S times (row s*B + b) and each t is one `step`.
     The noise per t is one draw eps (S, B, Z) from `generator` (the global RNG when None).
@@ -91,7 +116,7 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None):
     B, T, C = out.logits.shape
     S, Z = samples, vae.latent_size
     uniform = torch.full((B, C), 1.0 / C, device=out.h.device, dtype=out.logits.dtype)  # (B, C)
-    eigs, ses = [], []
+    eigs, gaps = [], []
     for t in range(T):
         eps = torch.randn(S, B, Z, device=out.h.device, dtype=out.h.dtype, generator=generator)  # (S, B, Z)
         if t == 0:
@@ -104,7 +129,7 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None):
         l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
         h = model.step(canvas, l, state)[0]  # (S*B, D)
         p_next = model.classifier(h).softmax(-1).view(S, B, C)  # (S, B, C)
-        eig, se = eig_from_samples(p_prev, p_next)
+        eig, gap = eig_from_samples(p_prev, p_next)
         eigs.append(eig)
-        ses.append(se)
-    return torch.stack(eigs, 1), torch.stack(ses, 1)  # (B, T), (B, T)
+        gaps.append(gap)
+    return torch.stack(eigs, 1), torch.stack(gaps, 1)  # (B, T), (B, T)

@@ -158,9 +158,29 @@ def save_figure(fig, path):
     plt.close(fig)
 
 
-def draw_report(report_dir, first, result, *, sides, run_name):
+def plot_reliability(reliability, path, *, title=None):
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
+    glimpse t (bins with no image left out), and the diagonal of a calibrated belief."""
+    fig, ax = pyplot().subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for t, (conf, acc, count) in enumerate(zip(reliability["confidence"], reliability["accuracy"],
+                                               reliability["count"]), 1):
+        kept = [(c, a) for c, a, n in zip(conf, acc, count) if n > 0]
+        ax.plot([c for c, _ in kept], [a for _, a in kept], marker="o", markersize=3, label=f"t={t}")
+    ax.set_xlabel("confidence max_c p_t(c)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def draw_report(report_dir, first, result, reliability, *, sides, run_name):
     """The report's figures from the first test images `first` = (x, x_clean, y, l, preds (N, T),
-    decoded (N, T, 1, 28, 28)) and the per-glimpse `result` of the explanation."""
+    decoded (N, T, 1, 28, 28)), the per-glimpse `result` of the explanation and its
+    `reliability` bins."""
     x, x_clean, y, l, preds, decoded = first
     cluttered = x.shape[-1] != x_clean.shape[-1] or not torch.equal(x, x_clean)
     plot_reconstructions(x, l, decoded, os.path.join(report_dir, "reconstructions.png"), sides=sides,
@@ -170,9 +190,12 @@ def draw_report(report_dir, first, result, *, sides, run_name):
                 os.path.join(report_dir, "reconstruction_error.png"),
                 title=f"{run_name}: VAE reconstruction after glimpse t")
     plot_curves({"information gain (nats)": {"realised IG": (result["ig"], result["ig_se"]),
-                                             "expected EIG": (result["eig"], result["eig_se"])},
+                                             "expected EIG": (result["eig"], result["eig_se"]),
+                                             "consistency gap": (result["eig_gap"], result["eig_gap_se"])},
                  "EIG / IG": {"ratio": (result["eig_over_ig"], None)}},
                 os.path.join(report_dir, "information_gain.png"),
                 title=f"{run_name}: information gain per glimpse")
+    plot_reliability(reliability, os.path.join(report_dir, "reliability.png"),
+                     title=f"{run_name}: reliability of the belief after glimpse t")
     plot_glimpses(x, l, os.path.join(report_dir, "glimpses.png"), sides=sides, labels=y, preds=preds[:, -1])
     animate_glimpses(x, l, os.path.join(report_dir, "glimpses.gif"), sides=sides, labels=y, preds=preds)

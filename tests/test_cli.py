@@ -11,8 +11,8 @@ from conftest import ROOT
 SMALL = ["--subset=256", "--batch_size=64", "--hidden_size=32", "--glimpse_hidden=16", "--loc_hidden=16",
          "--num_glimpses=3", "--plot_freq=1", "--vae_epochs=1", "--vae_hidden=32", "--latent_size=4",
          "--eig_samples=4"]
-REPORT_FILES = {"reconstructions.png", "reconstruction_error.png", "information_gain.png", "glimpses.png",
-                "glimpses.gif", "metrics.json", "summary.md"}
+REPORT_FILES = {"reconstructions.png", "reconstruction_error.png", "information_gain.png", "reliability.png",
+                "glimpses.png", "glimpses.gif", "metrics.json", "summary.md"}
 
 
 def test_smoke_train_then_test(run_cli, tmp_path):
@@ -38,10 +38,13 @@ def test_smoke_train_then_test(run_cli, tmp_path):
     assert set(errors) == {"M=1", "policy mean", "M=10"}
     assert errors["M=1"] == metrics["test_error"] and all(0 <= e <= 1 for e in errors.values())
     assert metrics["val_accuracy"] > 0
-    for key in ("accuracy", "entropy", "ig", "ig_se", "eig", "eig_se", "eig_over_ig", "recon_mse",
-                "recon_mse_se", "recon_bce"):
+    for key in ("accuracy", "entropy", "ig", "ig_se", "eig", "eig_se", "eig_gap", "eig_gap_se", "eig_over_ig",
+                "ece", "nll", "recon_mse", "recon_mse_se", "recon_bce"):
         assert len(metrics["per_glimpse"][key]) == 3, key
-    assert all(v >= 0 for v in metrics["per_glimpse"]["eig"])
+    g = metrics["per_glimpse"]
+    assert all(v >= 0 for v in g["eig"] + g["eig_gap"]) and all(0 <= v <= 1 for v in g["ece"])
+    assert sum(map(sum, metrics["reliability"]["count"])) == 3 * 256
+    assert metrics["train_config"]["epochs"] == 1 and metrics["config"]["is_train"] is False
     assert "| 3 |" in (report / "summary.md").read_text()
 
     # A second test run reuses the VAE; --train_vae=True continues it up to --vae_epochs.
