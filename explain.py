@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from arguments import ConfigError
 from faults import Stopped
-from information import calibration, expected_information_gain, information_gain
+from information import calibration, expected_information_gain, fit_temperature, information_gain
 from plots import draw_report, plot_curves
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
 from vae import HiddenStateVAE, decoded_per_glimpse, load_vae, reconstruction_errors, save_vae, train_vae
@@ -31,6 +31,8 @@ def test(config, data, trainer):
     print(f"[*] loaded {trainer.path('best.pt')} (epoch {state['epoch']}, "
           f"validation accuracy {state['best_acc']:.2%})")
     vae = hidden_state_vae(config, data, trainer.model, trainer.path("vae.pt"), ram_epoch=state["epoch"])
+    seed_everything(config.random_seed)
+    temperatures = glimpse_temperatures(config, trainer.model, data.loaders["valid"], trainer.device)
     # The report is a function of the checkpoints and the seed, whether or not the VAE
     # was trained (drawing random numbers) just before.
     seed_everything(config.random_seed)
@@ -39,7 +41,8 @@ def test(config, data, trainer):
           f"on {metrics['count']} images, M={config.M}")
     print(glimpse_table({"accuracy": (metrics["accuracy_t"], ".2%"), "entropy H_t": (metrics["entropy_t"], ".4f"),
                          "info gain IG_t": (metrics["ig_t"], ".4f")}))
-    explained, reliability, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device)
+    explained, reliability, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device,
+                                            temperatures=temperatures)
     errors = test_errors(config, trainer, metrics)
     print("test error by glimpse policy: " + ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
     report = {
@@ -155,15 +158,31 @@ def hidden_state_vae(config, data, model, path, *, ram_epoch):
 
 
 @torch.no_grad()
-def explain(config, model, vae, loader, device, *, shown=8):
+def glimpse_temperatures(config, model, loader, device):
+    """Per glimpse t, the temperature that calibrates the belief p_t on `loader` (the
+    validation split; one rollout per image): a list of T floats."""
+    model.eval()
+    logits, labels = [], []
+    for x, _, y in tqdm(loader, desc="calibrate", unit="batch", leave=False):
+        logits.append(model.rollout(x.to(device), config.num_glimpses).logits.cpu())
+        labels.append(y)
+    logits, labels = torch.cat(logits), torch.cat(labels)  # (N, T, C), (N,)
+    return [fit_temperature(logits[:, t], labels) for t in range(logits.shape[1])]
+
+
+@torch.no_grad()
+def explain(config, model, vae, loader, device, *, temperatures=None, shown=8):
     """Per-glimpse means and standard errors over a loader of the VAE's reconstruction error
-    (MSE, BCE) and the realised (IG) and expected (EIG) information gain of one rollout per
-    image. Returns (result: name -> list of T floats, incl. name_se; the first `shown`
-    images with their rollout, for the figures)."""
+    (MSE, BCE), the realised (IG) and expected (EIG) information gain of one rollout per
+    image, and the calibration (ECE, NLL) of its beliefs, also after dividing the logits of
+    glimpse t by temperatures[t] (`glimpse_temperatures`) when given. Returns (result: name
+    -> list of T floats, incl. name_se; the reliability bins; the first `shown` images with
+    their rollout, for the figures)."""
     model.eval()
     meter = GlimpseMeter()
     first = None
-    confidences, corrects = [], []
+    confidences, corrects, scaled_confidences = [], [], []
+    tau = torch.tensor(temperatures or [1.0] * config.num_glimpses, device=device)  # (T,)
     for x, x_clean, y in tqdm(loader, desc="explain", unit="batch"):
         x, x_clean, y = x.to(device), x_clean.to(device), y.to(device)
         out = model.rollout(x, config.num_glimpses)
@@ -171,22 +190,29 @@ def explain(config, model, vae, loader, device, *, shown=8):
         decoded = decoded_per_glimpse(vae, out.h)  # (B, T, 1, 28, 28)
         mse, bce = reconstruction_errors(decoded, x_clean)  # (B, T) each
         eig, gap = expected_information_gain(model, vae, out, x, samples=config.eig_samples)
-        nll = -out.logits.log_softmax(-1).gather(2, y[:, None, None].expand(-1, probs.shape[1], 1))[..., 0]
-        meter.update(ig=information_gain(probs), eig=eig, eig_gap=gap, nll=nll, recon_mse=mse, recon_bce=bce)
+        label = y[:, None, None].expand(-1, probs.shape[1], 1)  # (B, T, 1)
+        nll = -out.logits.log_softmax(-1).gather(2, label)[..., 0]  # (B, T)
+        scaled = (out.logits / tau[:, None]).log_softmax(-1)  # (B, T, C)
+        meter.update(ig=information_gain(probs), eig=eig, eig_gap=gap, nll=nll, recon_mse=mse, recon_bce=bce,
+                     nll_scaled=-scaled.gather(2, label)[..., 0])
         confidence, predicted = probs.max(-1)  # (B, T) each
         confidences.append(confidence.cpu())
+        scaled_confidences.append(scaled.max(-1).values.exp().cpu())
         corrects.append((predicted == y[:, None]).cpu())
         if first is None:
             first = (x[:shown].cpu(), x_clean[:shown].cpu(), y[:shown].cpu(), out.l[:shown].cpu(),
                      out.logits[:shown].argmax(-1).cpu(), decoded[:shown].cpu())
     result = {}
-    for key in ("ig", "eig", "eig_gap", "nll", "recon_mse", "recon_bce"):
+    for key in ("ig", "eig", "eig_gap", "nll", "nll_scaled", "recon_mse", "recon_bce"):
         result[key], result[key + "_se"] = meter.mean(key), meter.se(key)
     result["eig_over_ig"] = [e / i if abs(i) > 1e-12 else float("nan")
                              for e, i in zip(result["eig"], result["ig"])]
     confidence, correct = torch.cat(confidences), torch.cat(corrects)  # (N, T)
     bins = [calibration(confidence[:, t], correct[:, t]) for t in range(confidence.shape[1])]
     result["ece"] = [b[0] for b in bins]
+    scaled_confidence = torch.cat(scaled_confidences)
+    result["ece_scaled"] = [calibration(scaled_confidence[:, t], correct[:, t])[0] for t in range(correct.shape[1])]
+    result["temperature"] = tau.tolist()
     reliability = {"confidence": [b[1] for b in bins], "accuracy": [b[2] for b in bins],
                    "count": [b[3] for b in bins]}
     return result, reliability, first
@@ -195,7 +221,8 @@ def explain(config, model, vae, loader, device, *, shown=8):
 def _columns(g):
     return {"accuracy": (g["accuracy"], ".2%"), "entropy": (g["entropy"], ".4f"), "IG": (g["ig"], ".4f"),
             "EIG": (g["eig"], ".4f"), "EIG/IG": (g["eig_over_ig"], ".2f"), "EIG gap": (g["eig_gap"], ".4f"),
-            "ECE": (g["ece"], ".3f"), "NLL": (g["nll"], ".3f"),
+            "ECE": (g["ece"], ".3f"), "NLL": (g["nll"], ".3f"), "temperature": (g["temperature"], ".2f"),
+            "ECE scaled": (g["ece_scaled"], ".3f"), "NLL scaled": (g["nll_scaled"], ".3f"),
             "recon MSE": (g["recon_mse"], ".5f"), "recon BCE": (g["recon_bce"], ".4f")}
 
 
@@ -223,7 +250,9 @@ def summary_markdown(report):
              "EIG_t (the mutual information between the class and the glimpse over S="
              f"{report['eig_samples']} canvases imagined by the VAE) and its consistency gap (KL of "
              "the imagined beliefs' mean to the real belief; 0 when they agree), the expected "
-             "calibration error (ECE, 15 bins) and NLL of the belief p_t; reconstruction error of the "
+             "calibration error (ECE, 15 bins) and NLL of the belief p_t, also after temperature scaling "
+             "(the logits of glimpse t divided by the temperature fitted on the validation split; the "
+             "IG and EIG columns use the unscaled beliefs); reconstruction error of the "
              "VAE's decoded mean image from h_t against the clean digit.", "",
              glimpse_table(columns, markdown=True), "",
              "Figures: `reconstructions.png`, `reconstruction_error.png`, `information_gain.png`, "

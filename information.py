@@ -82,6 +82,25 @@ def calibration(confidence, correct, *, bins=15):
     return float(ece), mean_conf.tolist(), accuracy.tolist(), count.long().tolist()
 
 
+def fit_temperature(logits, y, *, max_iter=100):
+    """The temperature tau > 0 that minimises the NLL of softmax(logits / tau) on logits (N, C)
+    and labels y (N,) (temperature scaling, Guo et al. 2017): LBFGS on log tau from tau = 1.
+    Dividing by tau never changes the argmax, so accuracy stays what it was."""
+    logits = logits.detach().double()
+    log_tau = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_tau], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_tau.exp(), y)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return float(log_tau.detach().exp())
+
+
 @torch.no_grad()
 def expected_information_gain(model, vae, out, x, *, samples, generator=None):
     """EIG of every glimpse of a rollout, before it is taken, and its consistency gap

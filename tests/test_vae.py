@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from arguments import ConfigError
 from conftest import tiny_ram
-from information import (calibration, eig_from_samples, entropy, expected_information_gain, information_gain,
-                         kl_categorical)
+from information import (calibration, eig_from_samples, entropy, expected_information_gain, fit_temperature,
+                         information_gain, kl_categorical)
 from vae import (HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states, kl_divergence,
                  load_vae, reconstruction_errors, save_vae, train_vae)
 
@@ -230,6 +230,18 @@ def test_eig_and_gap_add_up_to_the_mean_kl():
     eig, gap = eig_from_samples(p_prev, p_next)
     assert (eig > 0).all() and (gap > 0).all()
     torch.testing.assert_close(eig + gap, mean_kl(p_prev, p_next), atol=1e-6, rtol=0)
+
+
+def test_temperature_scaling_undoes_over_confidence():
+    g = torch.Generator().manual_seed(4)
+    z = 2 * torch.randn(20_000, 10, generator=g)  # calibrated logits: labels drawn from softmax(z)
+    y = torch.multinomial(z.softmax(-1), 1, generator=g)[:, 0]
+    tau = fit_temperature(3 * z, y)  # three times too confident
+    assert abs(tau - 3) < 0.15, tau
+    assert abs(fit_temperature(z, y) - 1) < 0.05
+    before = calibration((3 * z).softmax(-1).max(-1).values, (3 * z).argmax(-1) == y)[0]
+    after = calibration((3 * z / tau).softmax(-1).max(-1).values, (3 * z).argmax(-1) == y)[0]
+    assert after < 0.02 < before
 
 
 def test_calibration_error_of_calibrated_and_over_confident_beliefs():
