@@ -57,7 +57,8 @@ class SignalGuard:
     guard.signum, and the loop stops at its next safe point (`guard.stop_if_asked`); a second
     one raises Interrupted at once. With defer=False the first one raises at once (SIGTERM
     then unwinds like Ctrl-C, so temporary files are removed). The previous handlers come
-    back on exit. Outside the main thread it does nothing."""
+    back on exit. Outside the main thread it does nothing, and a signal the process was
+    started ignoring (SIGINT under nohup or `&`) stays ignored."""
 
     def __init__(self, *, defer):
         self.defer = defer
@@ -67,7 +68,8 @@ class SignalGuard:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc):

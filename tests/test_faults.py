@@ -29,7 +29,9 @@ def start(tmp, *args, fault=None):
     if fault:
         env[faults.FAULT_ENV] = fault
     argv = [sys.executable, os.path.join(ROOT, "main.py"), *TINY, *args, *dir_flags(tmp)]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp, env=env)
+    # A test run in the background ignores SIGINT, and so would its children: not these.
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def finish(process):
@@ -104,16 +106,26 @@ def test_kill_9_at_a_random_moment_then_resume_equals_an_unbroken_run(tmp_path, 
     same_weights(unbroken, latest)
 
 
-def test_second_signal_stops_at_once():
-    with faults.SignalGuard(defer=True) as guard:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert guard.signum == signal.SIGINT
-        with pytest.raises(faults.Interrupted) as stop:
-            os.kill(os.getpid(), signal.SIGTERM)
-    assert stop.value.code == 143
-    with pytest.raises(faults.Interrupted, match="stopped by SIGINT during"):
-        guard.stop_if_asked("during the test")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+def test_second_signal_stops_at_once_and_an_ignored_signal_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with faults.SignalGuard(defer=True) as guard:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert guard.signum == signal.SIGINT
+            with pytest.raises(faults.Interrupted) as stop:
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.value.code == 143
+        with pytest.raises(faults.Interrupted, match="stopped by SIGINT during"):
+            guard.stop_if_asked("during the test")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # Started under nohup: SIGINT ignored, and left so.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with faults.SignalGuard(defer=True) as guard:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert guard.signum is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def snapshot(folder):
