@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 
-from arguments import ConfigError
+from arguments import ConfigError, exit_on_config_error
 
 # The environment variable of `fault_point`, e.g. RAM_FAULT=train_step:3:SIGINT.
 FAULT_ENV = "RAM_FAULT"
@@ -38,18 +38,21 @@ class Interrupted(Stopped):
 
 
 def exit_cleanly(entry, prog):
-    """Run entry(): a ConfigError exits 2, a Stopped its code, a KeyboardInterrupt that no
-    handler caught 130, each with one line on stderr."""
-    try:
-        return entry()
-    except ConfigError as err:
-        message, code = f"error: {err}", 2
-    except Stopped as err:
-        message, code = str(err), err.code
-    except KeyboardInterrupt:
-        message, code = "interrupted (SIGINT): nothing half-written was left", 130
-    print(f"{prog}: {message}", file=sys.stderr)
-    sys.exit(code)
+    """Run entry() under arguments.exit_on_config_error (a ConfigError exits 2); a Stopped
+    exits with its code, a KeyboardInterrupt that no handler caught 130, each with one line
+    on stderr."""
+
+    def run():
+        try:
+            return entry()
+        except Stopped as err:
+            message, code = str(err), err.code
+        except KeyboardInterrupt:
+            message, code = "interrupted (SIGINT): nothing half-written was left", 130
+        print(f"{prog}: {message}", file=sys.stderr)
+        sys.exit(code)
+
+    return exit_on_config_error(run, prog)
 
 
 class SignalGuard:

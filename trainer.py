@@ -331,7 +331,11 @@ class Trainer:
             nll += -probs[:, -1].gather(1, y[:, None]).clamp_min(1e-12).log().sum().item()
             n += y.shape[0]
             fault_point(f"{split}_step")
-            self.stop_if_asked(f"while validating epoch {epoch}: {self.where_to_resume()}")
+            # Under torchrun the ranks' shards may differ by one batch, so the ranks agree on
+            # a stop only once, after the loop (a collective per batch would hang).
+            if not distributed.active():
+                self.stop_if_asked(f"while validating epoch {epoch}: {self.where_to_resume()}")
+        self.stop_if_asked(f"while validating epoch {epoch}: {self.where_to_resume()}")
         # Under torchrun each rank saw its own shard: the sums over the ranks are the split's.
         glimpses.combine(distributed.sum_over_ranks)
         nll, n = distributed.sum_over_ranks(torch.tensor([nll, n], dtype=torch.float64)).tolist()
