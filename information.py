@@ -122,8 +122,8 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None):
 
     Vectorised over S: the batch is repeated S times (row s*B + b) and each t is one `step`.
     The noise per t is one draw eps (S, B, Z) from `generator` (the global RNG when None).
-    x (B, C_in, H, W) is the rollout's input; only its shape is used, to check that the
-    VAE's canvas matches what the RAM looks at.
+    x (B, C_in, H, W) is the rollout's input (any C_in, H != W allowed); only its shape is
+    used, to check that the VAE's canvas (C_in, H, W) is exactly what the RAM looks at.
     """
     if samples < 1:
         raise ValueError(f"expected_information_gain: samples must be >= 1, got {samples}")
@@ -143,7 +143,7 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None):
         else:
             mu, logvar = vae.encode(out.h[:, t - 1])  # (B, Z)
             z, p_prev = mu + (0.5 * logvar).exp() * eps, out.logits[:, t - 1].softmax(-1)  # (S, B, Z), (B, C)
-        canvas = torch.sigmoid(vae.decode_canvas(z)).flatten(0, 1)  # (S*B, C_in, S_c, S_c)
+        canvas = torch.sigmoid(vae.decode_canvas(z)).flatten(0, 1)  # (S*B, C_in, H, W)
         state = tuple(s.repeat(S, 1) for s in model.state_before(out, t))  # each (S*B, D)
         l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
         h = model.step(canvas, l, state)[0]  # (S*B, D)

@@ -2,14 +2,20 @@
 per-glimpse reconstructions it draws. The expected information gain it imagines glimpses
 for lives in information.py.
 
-Shapes follow the glossary of modules.py: B batch, T glimpses, C_in image channels,
-S_c canvas side, D hidden size, Z latent size, C classes; S (alone) is the number of
-imagined samples of the EIG estimator. The clean digit is always (1, 28, 28).
+Shapes follow the glossary of modules.py: B batch, T glimpses, C_in image channels, H/W the
+canvas (what the RAM sees), D hidden size, Z latent size, C classes; S (alone) is the number
+of imagined samples of the EIG estimator. The clean image is (c, h, w): the 28x28 digit
+(1, 28, 28) of the MNIST sets, or the image itself (C_in, H, W) where the dataset has no
+separate clean target (image folders: RGB or grey, H != W allowed).
 
 The VAE reads one hidden state h_t of the RAM and explains it as an image: q(z | h_t) is a
-diagonal Gaussian, and two Bernoulli decoders share z, one for the clean 28x28 digit and,
-when the canvas differs from it (translated / cluttered sets), one for the whole canvas.
+diagonal Gaussian, and two Bernoulli decoders share z, one for the clean image and, when
+the canvas differs from it (translated / cluttered sets), one for the whole canvas.
 Decoded mean images are sigmoid(logits), so they span (0, 1).
+The likelihood stays Bernoulli (BCE against intensities in [0, 1]) for RGB images too: it is
+the same code path for every channel count, the decoded mean is then the expected
+intensity of each pixel and channel in (0, 1), and a Gaussian would need a choice of
+variance that the Bernoulli does not.
 """
 
 import math
@@ -34,8 +40,8 @@ class VAEOutput(NamedTuple):
 
     mu, logvar     (..., Z)             q(z | h) = N(mu, diag exp(logvar))
     z              (..., Z)             reparameterised sample mu + exp(logvar / 2) * eps
-    clean_logits   (..., 1, 28, 28)     Bernoulli logits of the clean digit
-    canvas_logits  (..., C_in, S_c, S_c) logits of the canvas; None when the canvas is the digit
+    clean_logits   (..., c, h, w)       Bernoulli logits of the clean image
+    canvas_logits  (..., C_in, H, W)    logits of the canvas; None when the canvas is the clean image
     """
 
     mu: torch.Tensor
@@ -49,39 +55,85 @@ def _mlp(in_size, hidden, out_size):
     return nn.Sequential(nn.Linear(in_size, hidden), nn.ReLU(), nn.Linear(hidden, out_size))
 
 
+def _shape(name, value):
+    """value as a (channels, height, width) tuple of positive ints, or a ValueError."""
+    shape = tuple(value) if isinstance(value, (tuple, list)) else None
+    if shape is None or len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ValueError(f"HiddenStateVAE: {name} must be 3 positive ints (channels, height, width), "
+                         f"got {value!r}")
+    return shape
+
+
+LEGACY_KEYS = ("clean_size", "canvas_size", "canvas_channels")
+
+
+def normalise_settings(settings):
+    """VAE settings in the shape form {..., clean_shape, canvas_shape} (tuples), from either form.
+
+    VAE checkpoints before image folders (all of models/*/vae.pt) hold square sizes instead:
+    clean_size s -> clean_shape (1, s, s); canvas_size S, canvas_channels c -> canvas_shape
+    (c, S, S). Other keys pass unchanged, so a dict of expected values (settings plus
+    ram_epoch, ...) can be normalised too.
+    """
+    out = {k: v for k, v in settings.items() if k not in LEGACY_KEYS}
+    if any(k in settings for k in LEGACY_KEYS):
+        clean = settings.get("clean_size", 28)
+        canvas = settings.get("canvas_size")
+        out.setdefault("clean_shape", (1, clean, clean))
+        out.setdefault("canvas_shape", (settings.get("canvas_channels", 1), canvas, canvas))
+    for key in ("clean_shape", "canvas_shape"):
+        if isinstance(out.get(key), list):  # a shape read back from JSON
+            out[key] = tuple(out[key])
+    return out
+
+
 class HiddenStateVAE(nn.Module):
     """Encoder h_t (D) -> vae_hidden -> (mu, logvar) (Z + Z); decoders z -> vae_hidden -> logits.
 
-    z = mu + exp(logvar / 2) * eps, eps ~ N(0, I). The clean head always exists; the canvas
-    head exists only when (canvas_size, canvas_channels) != (clean_size, 1): for plain MNIST
-    the canvas is the clean digit, so `decode_canvas` is `decode_clean`.
+    z = mu + exp(logvar / 2) * eps, eps ~ N(0, I). The clean head (clean_shape (c, h, w))
+    always exists; the canvas head (canvas_shape (C_in, H, W)) exists only when the two shapes
+    differ: for plain MNIST and image folders the canvas is the clean image, so
+    `decode_canvas` is `decode_clean`.
+
+    `settings` (saved in checkpoints, compared on load) keeps the keys of checkpoints made
+    before image folders, {clean_size, canvas_size, canvas_channels}, whenever they can say
+    it (a square (1, s, s) clean digit and a square canvas), so those runs write the same
+    checkpoint as before; otherwise it holds {clean_shape, canvas_shape}. `load_vae` reads
+    and compares both through `normalise_settings`.
     """
 
-    def __init__(self, *, hidden_size, latent_size, vae_hidden, clean_size=28, canvas_size,
-                 canvas_channels=1):
+    def __init__(self, *, hidden_size, latent_size, vae_hidden, canvas_shape, clean_shape=(1, 28, 28)):
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("latent_size", latent_size),
-                            ("vae_hidden", vae_hidden), ("clean_size", clean_size),
-                            ("canvas_size", canvas_size), ("canvas_channels", canvas_channels)):
+                            ("vae_hidden", vae_hidden)):
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"HiddenStateVAE: {name} must be a positive int, got {value!r}")
-        self.settings = {"hidden_size": hidden_size, "latent_size": latent_size, "vae_hidden": vae_hidden,
-                         "clean_size": clean_size, "canvas_size": canvas_size,
-                         "canvas_channels": canvas_channels}
-        self.latent_size = latent_size
-        self.clean_shape = (1, clean_size, clean_size)
-        self.canvas_shape = (canvas_channels, canvas_size, canvas_size)
+        self.clean_shape = _shape("clean_shape", clean_shape)  # (c, h, w)
+        self.canvas_shape = _shape("canvas_shape", canvas_shape)  # (C_in, H, W)
         self.separate_canvas = self.canvas_shape != self.clean_shape
+        self.latent_size = latent_size
+        self.settings = {"hidden_size": hidden_size, "latent_size": latent_size, "vae_hidden": vae_hidden}
+        (c, h, w), (C_in, H, W) = self.clean_shape, self.canvas_shape
+        if c == 1 and h == w and H == W:
+            self.settings.update(clean_size=h, canvas_size=H, canvas_channels=C_in)
+        else:
+            self.settings.update(clean_shape=self.clean_shape, canvas_shape=self.canvas_shape)
         self.encoder = _mlp(hidden_size, vae_hidden, 2 * latent_size)
-        self.clean_decoder = _mlp(latent_size, vae_hidden, clean_size * clean_size)
-        self.canvas_decoder = (_mlp(latent_size, vae_hidden, canvas_channels * canvas_size ** 2)
+        self.clean_decoder = _mlp(latent_size, vae_hidden, math.prod(self.clean_shape))
+        self.canvas_decoder = (_mlp(latent_size, vae_hidden, math.prod(self.canvas_shape))
                                if self.separate_canvas else None)
 
     @classmethod
-    def from_config(cls, config, *, canvas_size, canvas_channels):
-        """From the run's config (hidden_size, latent_size, vae_hidden) and the dataset's canvas."""
+    def from_config(cls, config, *, canvas_shape, clean_shape=(1, 28, 28)):
+        """From the run's config (hidden_size, latent_size, vae_hidden) and the dataset's
+        canvas (C_in, H, W) and clean image (c, h, w) shapes."""
         return cls(hidden_size=config.hidden_size, latent_size=config.latent_size,
-                   vae_hidden=config.vae_hidden, canvas_size=canvas_size, canvas_channels=canvas_channels)
+                   vae_hidden=config.vae_hidden, canvas_shape=canvas_shape, clean_shape=clean_shape)
+
+    @classmethod
+    def from_settings(cls, settings):
+        """From a `settings` dict of either form (see `normalise_settings`), e.g. a checkpoint's."""
+        return cls(**normalise_settings(settings))
 
     def encode(self, h):
         """(mu, logvar), each (..., Z), of q(z | h) from h (..., D)."""
@@ -95,11 +147,11 @@ class HiddenStateVAE(nn.Module):
         return mu + (0.5 * logvar).exp() * eps
 
     def decode_clean(self, z):
-        """Bernoulli logits (..., 1, 28, 28) of the clean digit from z (..., Z)."""
+        """Bernoulli logits (..., c, h, w) of the clean image from z (..., Z)."""
         return self.clean_decoder(z).unflatten(-1, self.clean_shape)
 
     def decode_canvas(self, z):
-        """Bernoulli logits (..., C_in, S_c, S_c) of the whole canvas from z (..., Z)."""
+        """Bernoulli logits (..., C_in, H, W) of the whole canvas from z (..., Z)."""
         if not self.separate_canvas:
             return self.decode_clean(z)
         return self.canvas_decoder(z).unflatten(-1, self.canvas_shape)
@@ -141,7 +193,7 @@ def elbo_loss(*, clean_logits, clean, mu, logvar, beta, canvas_logits=None, canv
     BCE(a, x) = -sum_pixels [x log sigmoid(a) + (1 - x) log(1 - sigmoid(a))], targets x in [0, 1]
     KL_n = kl_divergence(mu_n, logvar_n); the canvas term only when the canvas head is separate.
 
-    clean_logits, clean (N, 1, 28, 28); canvas_logits, canvas (N, C_in, S_c, S_c); mu, logvar (N, Z).
+    clean_logits, clean (N, c, h, w); canvas_logits, canvas (N, C_in, H, W); mu, logvar (N, Z).
     Returns a dict of scalar tensors: loss, bce_clean, bce_canvas (0 without a canvas head), kl.
     """
     if (canvas_logits is None) != (canvas is None):
@@ -159,15 +211,15 @@ def elbo_loss(*, clean_logits, clean, mu, logvar, beta, canvas_logits=None, canv
 
 
 def reconstruction_errors(decoded, clean, eps=1e-6):
-    """Per-image, per-glimpse reconstruction errors, each a mean over the P pixels: (B, T).
+    """Per-image, per-glimpse reconstruction errors, each a mean over the P = c*h*w values: (B, T).
 
     MSE_bt = (1/P) sum_i (d_bti - x_bi)^2
     BCE_bt = -(1/P) sum_i [x_bi log d_bti + (1 - x_bi) log(1 - d_bti)], d clamped to [eps, 1 - eps]
-    decoded (B, T, 1, 28, 28) mean images in [0, 1]; clean (B, 1, 28, 28) in [0, 1].
+    decoded (B, T, c, h, w) mean images in [0, 1]; clean (B, c, h, w) in [0, 1].
     Returns (mse, bce), each (B, T).
     """
     _check_unit_interval("clean", clean)
-    x = clean.unsqueeze(1).expand_as(decoded)  # (B, T, 1, 28, 28)
+    x = clean.unsqueeze(1).expand_as(decoded)  # (B, T, c, h, w)
     mse = (decoded - x).pow(2).flatten(2).mean(-1)  # (B, T)
     d = decoded.clamp(eps, 1.0 - eps)
     bce = F.binary_cross_entropy(d, x, reduction="none").flatten(2).mean(-1)  # (B, T)
@@ -177,15 +229,15 @@ def reconstruction_errors(decoded, clean, eps=1e-6):
 def glimpse_batch(h, clean, canvas=None):
     """Flatten (B, T) into B*T training pairs, row b*T + t holding h_t of image b.
 
-    h (B, T, D) -> (B*T, D); clean (B, 1, 28, 28) -> (B*T, 1, 28, 28) repeated T times per image;
-    canvas (B, C_in, S_c, S_c) -> (B*T, C_in, S_c, S_c) likewise (None stays None).
+    h (B, T, D) -> (B*T, D); clean (B, c, h, w) -> (B*T, c, h, w) repeated T times per image;
+    canvas (B, C_in, H, W) -> (B*T, C_in, H, W) likewise (None stays None).
     """
     B, T = h.shape[:2]
 
     def repeat(x):
         return None if x is None else x.unsqueeze(1).expand(B, T, *x.shape[1:]).reshape(B * T, *x.shape[1:])
 
-    return h.reshape(B * T, -1), repeat(clean), repeat(canvas)  # (B*T, D), (B*T, 1, 28, 28), ...
+    return h.reshape(B * T, -1), repeat(clean), repeat(canvas)  # (B*T, D), (B*T, c, h, w), ...
 
 
 # ----------------------------------------------------------------------------- the frozen RAM
@@ -205,10 +257,10 @@ def hidden_states(model, x, num_glimpses):
 def decoded_per_glimpse(vae, h):
     """Mean clean images sigmoid(decode_clean(mu(h_t))) from the posterior mean, for every h_t.
 
-    h (B, T, D) -> (B, T, 1, 28, 28) in (0, 1).
+    h (B, T, D) -> (B, T, c, h, w) in (0, 1).
     """
     mu, _ = vae.encode(h)  # (B, T, Z)
-    return torch.sigmoid(vae.decode_clean(mu))  # (B, T, 1, 28, 28)
+    return torch.sigmoid(vae.decode_clean(mu))  # (B, T, c, h, w)
 
 
 # ----------------------------------------------------------------------------- training
@@ -255,7 +307,7 @@ def train_vae(vae, model, loaders, *, num_glimpses, epochs, lr, beta, device, wr
               start_epoch=0, optimizer=None, on_epoch_end=None):
     """Train the VAE on h_1 .. h_T of every glimpse of the frozen RAM, epochs start_epoch+1 .. epochs.
 
-    Each batch (x, x_clean, y) of loaders["train"] gives B*T pairs (h_t of image b, clean digit
+    Each batch (x, x_clean, y) of loaders["train"] gives B*T pairs (h_t of image b, clean image
     b [, canvas b]), from a fresh rollout whose locations are sampled by the policy as in
     training; the RAM is in eval mode under no_grad, so its parameters never change.
     `optimizer` (to resume) defaults to Adam(vae.parameters(), lr). After each epoch the mean
@@ -328,12 +380,15 @@ def load_vae(path, device, *, expected):
     """Load a `save_vae` checkpoint: (HiddenStateVAE on device, the checkpoint dict).
 
     `expected` maps names to the values this run needs; each is looked up in the saved VAE
-    settings, then in the saved config. A missing or corrupt file, another format, or any
-    difference raises ConfigError with a one-line message.
+    settings, then in the saved config. Both are compared in the shape form of
+    `normalise_settings`, so a checkpoint that stores square sizes (every one made before
+    image folders) matches a VAE built today from the same shapes. A missing or corrupt
+    file, another format, or any difference raises ConfigError with a one-line message.
     """
     state = load_checkpoint(path, kind="VAE", version=VAE_FORMAT)
-    settings, config = state.get("settings") or {}, state.get("config") or {}
-    check_matches(f"VAE checkpoint {path} does not match this run", {**config, **settings}, expected)
+    settings, config = normalise_settings(state.get("settings") or {}), state.get("config") or {}
+    check_matches(f"VAE checkpoint {path} does not match this run", {**config, **settings},
+                  normalise_settings(expected))
     try:
         vae = HiddenStateVAE(**settings)
         vae.load_state_dict(state["vae"])

@@ -1,7 +1,9 @@
 """The hidden-state VAE, its ELBO and training on a frozen RAM, and the information measures,
 against closed forms, hand-worked values and slow references."""
 
+import json
 import math
+import os
 
 import pytest
 import torch
@@ -12,15 +14,18 @@ from arguments import ConfigError
 from conftest import tiny_ram
 from information import (calibration, eig_from_samples, entropy, expected_information_gain, fit_temperature,
                          information_gain, kl_categorical)
-from vae import (HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states, kl_divergence,
-                 load_vae, reconstruction_errors, save_vae, train_vae)
+from utils import atomic_save
+from vae import (VAE_FORMAT, HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states,
+                 kl_divergence, load_vae, normalise_settings, reconstruction_errors, save_vae, train_vae)
 
 D, Z, C = 12, 4, 10
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny_vae(canvas_size=28, seed=1):
+def tiny_vae(canvas_shape=(1, 28, 28), seed=1, clean_shape=(1, 28, 28)):
     torch.manual_seed(seed)
-    return HiddenStateVAE(hidden_size=D, latent_size=Z, vae_hidden=32, canvas_size=canvas_size)
+    return HiddenStateVAE(hidden_size=D, latent_size=Z, vae_hidden=32, canvas_shape=canvas_shape,
+                          clean_shape=clean_shape)
 
 
 def bar_images(n, size=28, seed=0):
@@ -76,7 +81,7 @@ def test_elbo_loss_rejects_targets_outside_the_unit_interval():
 
 
 def test_vae_heads_and_shapes():
-    plain = tiny_vae(canvas_size=28)
+    plain = tiny_vae((1, 28, 28))
     assert plain.canvas_decoder is None and not plain.separate_canvas
     h = torch.randn(3, 5, D)
     z = torch.randn(3, 5, Z)
@@ -86,12 +91,15 @@ def test_vae_heads_and_shapes():
     assert out.mu.shape == out.logvar.shape == out.z.shape == (3, 5, Z)
     assert out.clean_logits.shape == (3, 5, 1, 28, 28) and out.canvas_logits is None
 
-    cluttered = tiny_vae(canvas_size=60)
+    cluttered = tiny_vae((1, 60, 60))
     assert cluttered.separate_canvas
     assert cluttered.decode_canvas(z).shape == (3, 5, 1, 60, 60)
     assert cluttered(h).canvas_logits.shape == (3, 5, 1, 60, 60)
     with pytest.raises(ValueError, match="latent_size"):
-        HiddenStateVAE(hidden_size=D, latent_size=0, vae_hidden=8, canvas_size=28)
+        HiddenStateVAE(hidden_size=D, latent_size=0, vae_hidden=8, canvas_shape=(1, 28, 28))
+    for bad in ((28, 28), (1, 28, 0), 28, (1.0, 28, 28)):
+        with pytest.raises(ValueError, match="canvas_shape must be 3 positive ints"):
+            HiddenStateVAE(hidden_size=D, latent_size=Z, vae_hidden=8, canvas_shape=bad)
 
 
 def test_reparameterised_sample_has_the_posterior_moments():
@@ -138,6 +146,82 @@ def test_elbo_decreases_when_overfitting_a_fixed_batch():
     assert first > 500 and last < 0.25 * first, (first, last)
     decoded = decoded_per_glimpse(vae, h[:, None])[:, 0]  # (8, 1, 28, 28)
     assert decoded[clean == 0].mean() < 0.1 and decoded[clean == 1].mean() > 0.5
+
+
+# ----------------------------------------------------------------------------- RGB, H != W
+
+RGB = (3, 48, 64)  # an image folder's shape: the clean target is the image itself
+
+
+def test_rgb_vae_has_no_canvas_head_and_decodes_c_h_w():
+    vae = tiny_vae(RGB, clean_shape=RGB)
+    assert not vae.separate_canvas and vae.canvas_decoder is None
+    assert vae.settings == {"hidden_size": D, "latent_size": Z, "vae_hidden": 32, "clean_shape": RGB,
+                            "canvas_shape": RGB}
+    out = vae(torch.randn(2, 5, D))
+    assert out.clean_logits.shape == (2, 5, 3, 48, 64) and out.canvas_logits is None
+    decoded = decoded_per_glimpse(vae, torch.randn(2, 5, D))
+    assert decoded.shape == (2, 5, 3, 48, 64) and 0 < decoded.min() and decoded.max() < 1
+    # A grey non-square canvas with the 28x28 digit as clean target keeps a canvas head.
+    grey = tiny_vae((1, 30, 50))
+    assert grey.separate_canvas and grey.decode_canvas(torch.randn(4, Z)).shape == (4, 1, 30, 50)
+
+
+def test_rgb_elbo_by_hand():
+    """Decoder logits fixed per channel (0, log 3, -log 3, i.e. means 1/2, 3/4, 1/4) and
+    q(z | h) = N((1, 0, 0, 0), I): the ELBO of any h is a closed form."""
+    vae = tiny_vae(RGB, clean_shape=RGB)
+    with torch.no_grad():
+        vae.clean_decoder[-1].weight.zero_()
+        vae.clean_decoder[-1].bias.copy_(torch.tensor([0.0, math.log(3), -math.log(3)])
+                                         .repeat_interleave(48 * 64))
+        vae.encoder[-1].weight.zero_()
+        vae.encoder[-1].bias.copy_(torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0]))  # mu, logvar
+    N, P = 2, 48 * 64
+    clean = torch.stack([torch.rand(N, 48, 64), torch.ones(N, 48, 64), torch.full((N, 48, 64), 0.5)], 1)
+    out = vae(torch.randn(N, D))
+    terms = elbo_loss(clean_logits=out.clean_logits, clean=clean, mu=out.mu, logvar=out.logvar, beta=2.0)
+    bce = P * (math.log(2) - math.log(0.75) - 0.5 * (math.log(0.25) + math.log(0.75)))
+    assert terms["bce_clean"].item() == pytest.approx(bce, rel=1e-5)
+    assert terms["kl"].item() == pytest.approx(0.5, rel=1e-6) and terms["bce_canvas"].item() == 0.0
+    assert terms["loss"].item() == pytest.approx(bce + 2.0 * 0.5, rel=1e-5)
+
+
+def test_rgb_reconstruction_errors_and_glimpse_batch_by_hand():
+    """On (B=1, T=2, 3, 4, 5): the means are over all 3 * 4 * 5 = 60 values."""
+    clean = torch.zeros(1, 3, 4, 5)
+    clean[0, 1, 2, 3] = 1.0  # one green pixel
+    decoded = torch.full((1, 2, 3, 4, 5), 0.5)
+    decoded[0, 1] = clean[0]
+    decoded[0, 1, 1, 2, 3] = 0.8
+    mse, bce = reconstruction_errors(decoded, clean)
+    assert mse[0, 0].item() == pytest.approx(0.25, rel=1e-6)
+    assert mse[0, 1].item() == pytest.approx(0.04 / 60, rel=1e-5)
+    assert bce[0, 0].item() == pytest.approx(math.log(2), rel=1e-6)
+    assert bce[0, 1].item() == pytest.approx((-math.log(0.8) + 59 * -math.log(1 - 1e-6)) / 60, rel=1e-4)
+    h = torch.arange(2 * 3, dtype=torch.float32).view(2, 3, 1).expand(2, 3, D)
+    images = torch.arange(2, dtype=torch.float32).view(2, 1, 1, 1).expand(2, *RGB)
+    hf, cf, vf = glimpse_batch(h, images)
+    assert hf.shape == (6, D) and cf.shape == (6, *RGB) and vf is None
+    assert cf[:, 2, 47, 63].tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_rgb_vae_trains_on_a_frozen_rgb_ram():
+    """One step of train_vae on (x, x, y) batches of RGB 48x64 images, the clean target being x."""
+    model, vae = tiny_ram(seed=0, in_channels=3), tiny_vae(RGB, clean_shape=RGB)
+    x = torch.rand(8, *RGB, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(TensorDataset(x, x, torch.zeros(8, dtype=torch.long)), batch_size=8)
+    before = [p.clone() for p in vae.parameters()]
+    ram = {k: v.clone() for k, v in model.state_dict().items()}
+    history = train_vae(vae, model, {"train": loader, "valid": loader}, num_glimpses=3, epochs=1, lr=1e-3,
+                        beta=1.0, device=torch.device("cpu"))
+    assert all(not torch.equal(a, b) for a, b in zip(before, vae.parameters()))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in ram.items())
+    train, valid = history[0]["train"], history[0]["valid"]
+    assert train["bce_canvas"] == 0.0 and valid["bce_canvas"] == 0.0
+    # Per image, a sigmoid(0)-ish decoder costs about log 2 per value, over 3 * 48 * 64 values.
+    assert 0.5 * math.log(2) * 9216 < train["bce_clean"] < 1.5 * math.log(2) * 9216
+    assert len(valid["mse_t"]) == 3 and all(0 < m < 0.5 for m in valid["mse_t"])
 
 
 # ----------------------------------------------------------------------------- pure maths
@@ -297,15 +381,18 @@ def test_eig_is_exactly_zero_when_the_classifier_ignores_its_input():
 
 
 @pytest.mark.parametrize("core_net_type", ["rnn", "lstm"])
-def test_expected_information_gain_equals_a_slow_loop(core_net_type):
+@pytest.mark.parametrize("canvas_shape, clean_shape", [((1, 40, 40), (1, 28, 28)), ((3, 30, 50), (3, 30, 50))],
+                         ids=["grey-with-canvas-head", "rgb-30x50"])
+def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shape, clean_shape):
     """Per glimpse, per sample, per image: decode, glimpse, classify, KL; then mean over s."""
-    model, vae = tiny_ram(seed=0, core_net_type=core_net_type), tiny_vae(canvas_size=40)
+    model = tiny_ram(seed=0, core_net_type=core_net_type, in_channels=canvas_shape[0])
+    vae = tiny_vae(canvas_shape, clean_shape=clean_shape)
     with torch.no_grad():  # sharper beliefs and more varied canvases: an EIG well above rounding
         model.classifier.fc.weight.mul_(30)
         for p in vae.parameters():
             p.mul_(3)
     B, T, S = 3, 3, 4
-    x = torch.rand(B, 1, 40, 40)
+    x = torch.rand(B, *canvas_shape)
     out = hidden_states(model, x, T)
     fast, fast_gap = expected_information_gain(model, vae, out, x, samples=S,
                                                generator=torch.Generator().manual_seed(7))
@@ -325,7 +412,7 @@ def test_expected_information_gain_equals_a_slow_loop(core_net_type):
                     state = tuple(s[b:b + 1, t - 1] for s in (out.h, out.c) if s is not None)
                 ps = []
                 for s in range(S):
-                    canvas = torch.sigmoid(vae.decode_canvas(mu + std * eps[s, b]))[None]  # (1, 1, 40, 40)
+                    canvas = torch.sigmoid(vae.decode_canvas(mu + std * eps[s, b]))[None]  # (1, C_in, H, W)
                     h = model.step(canvas, out.l[b:b + 1, t], state)[0]
                     ps.append(model.classifier(h)[0].softmax(-1))
                 p_bar = torch.stack(ps).mean(0)
@@ -337,9 +424,14 @@ def test_expected_information_gain_equals_a_slow_loop(core_net_type):
 
 
 def test_expected_information_gain_rejects_a_canvas_of_the_wrong_size():
-    model, vae = tiny_ram(seed=0), tiny_vae(canvas_size=40)
+    model, vae = tiny_ram(seed=0), tiny_vae((1, 40, 40))
     x = torch.rand(2, 1, 28, 28)
     with pytest.raises(ValueError, match="canvases"):
+        expected_information_gain(model, vae, hidden_states(model, x, 2), x, samples=2)
+    # H and W are not interchangeable: a (3, 50, 30) input is not the VAE's (3, 30, 50) canvas.
+    model, vae = tiny_ram(seed=0, in_channels=3), tiny_vae((3, 30, 50), clean_shape=(3, 30, 50))
+    x = torch.rand(2, 3, 50, 30)
+    with pytest.raises(ValueError, match=r"\(3, 30, 50\) but the RAM sees \(3, 50, 30\)"):
         expected_information_gain(model, vae, hidden_states(model, x, 2), x, samples=2)
 
 
@@ -381,7 +473,7 @@ def fake_loaders(canvas_size=28, n=64, batch_size=8):
 
 @pytest.mark.parametrize("canvas_size", [28, 40])
 def test_train_vae_freezes_the_ram_and_lowers_the_loss(canvas_size):
-    model, vae = tiny_ram(seed=0), tiny_vae(canvas_size=canvas_size)
+    model, vae = tiny_ram(seed=0), tiny_vae((1, canvas_size, canvas_size))
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     writer, seen = FakeWriter(), []
@@ -411,7 +503,7 @@ def test_train_vae_resumes_after_start_epoch():
 
 
 def test_save_and_load_vae_round_trip(tmp_path):
-    vae = tiny_vae(canvas_size=40)
+    vae = tiny_vae((1, 40, 40))
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
     out = vae(torch.randn(4, D))
     out.clean_logits.sum().backward()
@@ -450,3 +542,68 @@ def test_load_vae_errors_are_config_errors(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="num_glimpses=6 in the checkpoint but 8 here"):
         load_vae(str(path), cpu, expected={"num_glimpses": 8})
+
+
+# ----------------------------------------------------------------------------- settings before image folders
+
+LEGACY = {"hidden_size": D, "latent_size": Z, "vae_hidden": 32, "clean_size": 28, "canvas_size": 60,
+          "canvas_channels": 1}
+
+
+def test_legacy_settings_build_the_same_vae_as_shapes():
+    old = HiddenStateVAE.from_settings(LEGACY)
+    new = tiny_vae((1, 60, 60), seed=2)
+    assert normalise_settings(LEGACY) == {"hidden_size": D, "latent_size": Z, "vae_hidden": 32,
+                                          "clean_shape": (1, 28, 28), "canvas_shape": (1, 60, 60)}
+    # A square run keeps writing the settings it wrote before image folders.
+    assert old.settings == new.settings == LEGACY
+    assert old.clean_shape == new.clean_shape == (1, 28, 28) and old.canvas_shape == new.canvas_shape == (1, 60, 60)
+    assert {k: v.shape for k, v in old.state_dict().items()} == {k: v.shape for k, v in new.state_dict().items()}
+    old.load_state_dict(new.state_dict())
+    z = torch.randn(3, Z)
+    torch.testing.assert_close(old.decode_canvas(z), new.decode_canvas(z), rtol=0, atol=0)
+    torch.testing.assert_close(old.decode_clean(z), new.decode_clean(z), rtol=0, atol=0)
+
+
+def test_a_checkpoint_of_legacy_settings_loads_and_matches_in_either_form(tmp_path):
+    """A file written by the code before image folders (settings as square sizes) matches a VAE
+    built today from shapes, whichever form `expected` is in, and a real difference is named."""
+    vae = tiny_vae((1, 60, 60))
+    path = str(tmp_path / "vae.pt")
+    atomic_save({"format": VAE_FORMAT, "settings": dict(LEGACY), "config": {"vae_beta": 1.0}, "epoch": 3,
+                 "vae": vae.state_dict(), "optimizer": None, "rng": None}, path)
+    for expected in (vae.settings, normalise_settings(vae.settings)):
+        loaded, state = load_vae(path, torch.device("cpu"), expected={**expected, "vae_beta": 1.0})
+        assert state["epoch"] == 3 and loaded.settings == LEGACY
+        torch.testing.assert_close(loaded.encode(torch.ones(1, D)), vae.encode(torch.ones(1, D)), rtol=0, atol=0)
+    with pytest.raises(ConfigError, match=r"canvas_shape=\(1, 60, 60\) in the checkpoint but \(1, 40, 40\) here"):
+        load_vae(path, torch.device("cpu"), expected=tiny_vae((1, 40, 40)).settings)
+
+
+def test_save_and_load_an_rgb_non_square_vae(tmp_path):
+    vae = tiny_vae(RGB, clean_shape=RGB)
+    path = str(tmp_path / "vae.pt")
+    save_vae(path, vae, None, 2, {"vae_beta": 1.0})
+    loaded, _ = load_vae(path, torch.device("cpu"), expected={**vae.settings, "vae_beta": 1.0})
+    assert loaded.settings == vae.settings and loaded.clean_shape == RGB and not loaded.separate_canvas
+    with pytest.raises(ConfigError, match=r"canvas_shape=\(3, 48, 64\) in the checkpoint but \(3, 64, 48\)"):
+        load_vae(path, torch.device("cpu"), expected=tiny_vae((3, 64, 48), clean_shape=(3, 64, 48)).settings)
+
+
+SHIPPED_VAES = sorted(d for d in os.listdir(os.path.join(ROOT, "models"))
+                      if os.path.isfile(os.path.join(ROOT, "models", d, "vae.pt")))
+
+
+@pytest.mark.parametrize("run", SHIPPED_VAES)
+def test_shipped_vaes_load_and_match_a_vae_built_today(run):
+    """models/<run>/vae.pt (settings as square sizes) against a VAE built from shapes as the
+    explanation builds it: same settings, same ram_epoch and beta, weights that fit."""
+    with open(os.path.join(ROOT, "models", run, "config.json")) as f:
+        config = json.load(f)
+    side = {"mnist": 28, "translated": 60, "cluttered": 60}[config.get("data_type", "mnist")]
+    fresh = HiddenStateVAE(hidden_size=config["hidden_size"], latent_size=config.get("latent_size", 32),
+                           vae_hidden=config.get("vae_hidden", 512), canvas_shape=(1, side, side))
+    saved = torch.load(os.path.join(ROOT, "models", run, "vae.pt"), map_location="cpu", weights_only=True)
+    expected = {**fresh.settings, "ram_epoch": saved["config"]["ram_epoch"], "vae_beta": 1.0}
+    vae, _ = load_vae(os.path.join(ROOT, "models", run, "vae.pt"), torch.device("cpu"), expected=expected)
+    assert vae.settings == fresh.settings and vae.canvas_shape == (1, side, side)
