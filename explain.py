@@ -12,14 +12,16 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+import folders
 from arguments import ConfigError
 from faults import Stopped
 from information import calibration, expected_information_gain, fit_temperature, information_gain
-from plots import draw_report, plot_curves
+from plots import animate_glimpses, draw_report, plot_curves, plot_image_explanation
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
 from vae import HiddenStateVAE, decoded_per_glimpse, load_vae, reconstruction_errors, save_vae, train_vae
 
@@ -59,7 +61,7 @@ def test(config, data, trainer):
     report_dir = os.path.join(config.report_dir, config.run_name)
     with staged_folder(report_dir) as staging:
         draw_report(staging, first, explained, reliability, sides=trainer.model.retina.sides,
-                    run_name=config.run_name)
+                    run_name=config.run_name, classes=data.classes)
         with open(os.path.join(staging, "metrics.json"), "w") as f:
             json.dump(report, f, indent=2)
         with open(os.path.join(staging, "summary.md"), "w") as f:
@@ -67,6 +69,58 @@ def test(config, data, trainer):
     print(summary_table(report))
     print(f"[*] report in {report_dir}")
     return report
+
+
+def explain_images(config, data, trainer):
+    """--explain_image: the best checkpoint on the given image files, each converted to the
+    run's channels and resized to its image size: one sampled glimpse path per image
+    (seeded by --random_seed, as at M = 1), the top-3 classes of the belief and the VAE's
+    reconstruction after each glimpse; written to report/<run>/images/ (a figure and a GIF
+    per image, explanations.json). Returns the explanations."""
+    C, (H, W) = data.in_channels, data.image_size
+    # Every file is read before anything is loaded or written: a bad one stops the command first.
+    pixels = [folders.read_image(path, channels=C, size=(H, W)) for path in config.explain_image]
+    x = torch.from_numpy(np.stack(pixels)).float().div_(255).to(trainer.device)  # (N, C_in, H, W)
+    state = trainer.load("best.pt")
+    print(f"[*] loaded {trainer.path('best.pt')} (epoch {state['epoch']}, "
+          f"validation accuracy {state['best_acc']:.2%})")
+    model = trainer.model
+    vae = hidden_state_vae(config, data, model, trainer.path("vae.pt"), ram_epoch=state["epoch"])
+    seed_everything(config.random_seed)
+    with torch.no_grad():
+        model.eval()
+        out = model.rollout(x, config.num_glimpses)
+        probs = out.logits.softmax(-1).cpu()  # (N, T, C)
+        decoded = decoded_per_glimpse(vae, out.h).cpu()  # (N, T, C, h, w)
+    k = min(3, probs.shape[-1])
+    top_p, top_c = probs.topk(k, -1)  # (N, T, k) each
+    names = data.classes
+    explanations, folder = [], os.path.join(config.report_dir, config.run_name, "images")
+    with staged_folder(folder) as staging:
+        for i, path in enumerate(config.explain_image):
+            stem = f"{i + 1:02d}_{os.path.splitext(os.path.basename(path))[0]}"
+            top = [[(names[c], float(p)) for c, p in zip(top_c[i, t].tolist(), top_p[i, t].tolist())]
+                   for t in range(config.num_glimpses)]
+            final = top[-1][0]
+            title = f"{os.path.basename(path)}: {final[0]} ({final[1]:.0%}) after {config.num_glimpses} glimpses"
+            plot_image_explanation(x[i].cpu(), out.l[i].cpu(), decoded[i], top, os.path.join(staging, stem + ".png"),
+                                   sides=model.retina.sides, title=title)
+            animate_glimpses(x[i:i + 1].cpu(), out.l[i:i + 1].cpu(), os.path.join(staging, stem + ".gif"),
+                             sides=model.retina.sides, preds=top_c[i:i + 1, :, 0], classes=names)
+            explanations.append({"file": os.path.abspath(path), "figure": stem + ".png", "gif": stem + ".gif",
+                                 "prediction": final[0], "probability": final[1],
+                                 "glimpses": [{"t": t + 1, "location": out.l[i, t].tolist(),
+                                               "top": [{"class": c, "probability": p} for c, p in top[t]]}
+                                              for t in range(config.num_glimpses)]})
+            print(f"{path}: {final[0]} ({final[1]:.1%})")
+            print(glimpse_table({f"top {j + 1}": ([f"{top[t][j][0]} {top[t][j][1]:.0%}" for t in range(len(top))], "")
+                                 for j in range(k)}))
+        with open(os.path.join(staging, "explanations.json"), "w") as f:
+            json.dump({"run": config.run_name, "epoch": state["epoch"], "policy": "one sampled path (M=1)",
+                       "random_seed": config.random_seed, "image_size": [H, W], "channels": C,
+                       "images": explanations}, f, indent=2)
+    print(f"[*] explanations in {folder}")
+    return explanations
 
 
 @contextlib.contextmanager
@@ -118,8 +172,8 @@ def hidden_state_vae(config, data, model, path, *, ram_epoch):
     """The run's VAE from `path` (ckpt/<run>/vae.pt); trained first when missing, continued up
     to --vae_epochs with --train_vae=True. It is tied to the RAM checkpoint it was trained on."""
     device = next(model.parameters()).device
-    vae = HiddenStateVAE.from_config(config, canvas_size=data.image_size,
-                                     canvas_channels=data.in_channels).to(device)
+    vae = HiddenStateVAE.from_config(config, canvas_shape=(data.in_channels, *data.image_size),
+                                     clean_shape=data.clean_shape).to(device)
     expected = {**vae.settings, "ram_epoch": ram_epoch, "vae_beta": config.vae_beta}
     start, state = 0, None
     if os.path.exists(path):

@@ -4,6 +4,7 @@
     python main.py --resume=True       # continue the run from its latest checkpoint
     python main.py --is_train=False    # test the best checkpoint, write the report
     python main.py --compare RUN_A RUN_B   # overlay the reports of several runs
+    python main.py --is_train=False --explain_image a.png   # why did it say that, glimpse by glimpse
 
     torchrun --nproc_per_node=2 main.py  # data-parallel training on 2 processes (distributed.py)
 
@@ -17,11 +18,11 @@ from arguments import ConfigError, get_config
 from faults import SignalGuard, check_writable, exit_cleanly
 
 
-def output_places(config, writes_data_dir):
-    """{flag: folder} of every place this command will write to."""
+def output_places(config, data_writes):
+    """{flag: folder} of every place this command will write to; data_writes: those of loading the data."""
     if config.compare:
         return {"--report_dir": config.report_dir}
-    places = {"--data_dir": config.data_dir} if writes_data_dir else {}
+    places = dict(data_writes)
     if config.is_train:
         places.update({"--ckpt_dir": config.ckpt_dir, "--logs_dir": config.logs_dir})
         if config.plot_freq:
@@ -40,7 +41,7 @@ def main(argv=None):
     import torch
 
     import explain
-    from data_loader import get_data, writes_data_dir
+    from data_loader import data_writes, get_data
     from trainer import Trainer
     from utils import seed_everything
 
@@ -54,7 +55,7 @@ def main(argv=None):
             distributed.setup(config.use_gpu)
     try:
         if distributed.is_main():
-            check_writable(output_places(config, writes_data_dir(config)))
+            check_writable(output_places(config, data_writes(config)))
         if config.compare:
             return explain.compare_runs(config.report_dir, config.compare)
         # A signal raises at once (SIGTERM too, so temporary files are removed); training
@@ -66,6 +67,8 @@ def main(argv=None):
             trainer = Trainer(config, data)
             if config.is_train:
                 return trainer.train()
+            if config.explain_image:
+                return explain.explain_images(config, data, trainer)
             return explain.test(config, data, trainer)
     finally:
         distributed.cleanup()

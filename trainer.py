@@ -14,6 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import distributed
+import folders
 from arguments import LEGACY_DEFAULTS, MODEL_FIELDS, RESUME_MAY_CHANGE, TRAINING_FIELDS, ConfigError
 from faults import SignalGuard, Stopped, fault_point
 from information import glimpse_statistics
@@ -190,6 +191,8 @@ class Trainer:
                 print(f"[*] removed {len(stale)} temporary file(s) a killed run left in {self.run_dir}")
             text = json.dumps(vars(config), indent=2).encode()
             atomic_write(self.path("config.json"), lambda f: f.write(text))
+            if self.data.record is not None:  # a folder run's new split: what resume and test read
+                folders.save_record(self.path(folders.SPLIT_FILE), self.data.record)
             # purge_step: events of steps after the checkpoint (an interrupted epoch) are dropped.
             writer = SummaryWriter(os.path.join(config.logs_dir, config.run_name), purge_step=self.epoch + 1)
         try:
@@ -350,4 +353,4 @@ class Trainer:
         x = x[:9].to(self.device)
         out = self.model.rollout(x, self.config.num_glimpses)
         plot_glimpses(x, out.l, path, sides=self.model.retina.sides, labels=y[:9],
-                      preds=out.logits[:, -1].argmax(-1))
+                      preds=out.logits[:, -1].argmax(-1), classes=self.data.classes)

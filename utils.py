@@ -1,5 +1,8 @@
-"""Seeding, RNG state, atomic checkpoint I/O and checks, the per-glimpse meter, logging helpers."""
+"""Seeding, RNG state, atomic checkpoint I/O and checks, checksummed array caches, the
+per-glimpse meter, logging helpers."""
 
+import hashlib
+import json
 import os
 import random
 import tempfile
@@ -74,6 +77,60 @@ def atomic_write(path, write):
             kept = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
             raise Stopped(f"cannot write {path} ({err.strerror or type(err).__name__}): {kept}") from None
         raise
+
+
+def array_bytes(array):
+    """The array's bytes as a flat uint8 view (no copy when contiguous; also for empty arrays)."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+
+
+def _sha256(array):
+    return hashlib.sha256(array_bytes(array)).hexdigest()
+
+
+def write_arrays(path, arrays, manifest):
+    """{name: array} as one uncompressed .npz (fast to load), then the manifest (.json beside
+    it) with a SHA-256 per array. The manifest is written last, so a crash in between leaves
+    checksums that do not match and the next reader rebuilds."""
+    manifest = dict(manifest, arrays={key: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256(a)}
+                                      for key, a in arrays.items()})
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    text = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    atomic_write(os.path.splitext(path)[0] + ".json", lambda f: f.write(text))
+
+
+def read_arrays(path, manifest, expected):
+    """(arrays, None) when the `write_arrays` cache at path holds exactly the names `expected`,
+    intact, and was made with exactly `manifest`; else (None, why) -- why is None when there
+    is simply no cache."""
+    json_path = os.path.splitext(path)[0] + ".json"
+    if not os.path.exists(path) and not os.path.exists(json_path):
+        return None, None
+    try:
+        with open(json_path, "rb") as f:
+            stored = json.loads(f.read())
+        recorded = stored.pop("arrays")
+    except FileNotFoundError:
+        return None, "its manifest is missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return None, f"its manifest is unreadable ({type(err).__name__})"
+    if stored != manifest:
+        changed = sorted(key for key in set(stored) | set(manifest) if stored.get(key) != manifest.get(key))
+        return None, f"it was made with other settings ({', '.join(changed)})"
+    if set(recorded) != set(expected):
+        return None, "its manifest lists other arrays"
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for key in sorted(expected):
+                a = npz[key]
+                info = recorded[key]
+                if list(a.shape) != info["shape"] or str(a.dtype) != info["dtype"] or _sha256(a) != info["sha256"]:
+                    return None, f"{key} does not match its SHA-256 checksum"
+                arrays[key] = a
+    except Exception as err:  # zipfile/numpy raise many types for a damaged file
+        return None, f"it is corrupt or truncated ({type(err).__name__})"
+    return arrays, None
 
 
 class _WriteRecorder:

@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                                  # paper's MNIST setting
     python benchmarks/throughput.py --num_patches 3 --glimpse_scale 2
+    python benchmarks/throughput.py --data_type folder --image_size 48 64 --in_channels 3
 
 Every flag of main.py is accepted. A training step is rollout + hybrid loss + backward +
 Adam step on one MNIST-sized batch; inference is one rollout without gradients. Each
@@ -32,7 +33,11 @@ def parse(argv):
     b.add_argument("--steps", type=int, default=20, help="steps per timed repeat")
     b.add_argument("--repeats", type=int, default=7, help="timed repeats (the median is reported)")
     b.add_argument("--warmup", type=int, default=5, help="untimed steps first")
-    return get_config(argv, parser)
+    b.add_argument("--in_channels", type=int, default=1, help="image channels (3 for RGB folders)")
+    config = get_config(argv, parser)
+    if config.data_type == "folder" and config.image_size is None:
+        parser.error("--data_type folder needs --image_size H W here (the images are synthetic)")
+    return config
 
 
 def timed(fn, steps, repeats, warmup, sync):
@@ -55,11 +60,11 @@ def main(argv=None):
     torch.manual_seed(config.random_seed)
     device = torch.device("cuda" if config.use_gpu else "cpu")
     sync = torch.cuda.synchronize if config.use_gpu else (lambda: None)
-    side = image_side(config)
+    H, W = config.image_size if config.data_type == "folder" else (image_side(config),) * 2
     # Synthetic input of the dataset's canvas size: speed does not depend on the pixels.
-    model = RecurrentAttention.from_config(config, in_channels=1, num_classes=10).to(device)
+    model = RecurrentAttention.from_config(config, in_channels=config.in_channels, num_classes=10).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.init_lr)
-    x = torch.rand(config.batch_size, 1, side, side, device=device)
+    x = torch.rand(config.batch_size, config.in_channels, H, W, device=device)
     y = torch.randint(0, 10, (config.batch_size,), device=device)
 
     def train_step():
@@ -82,7 +87,7 @@ def main(argv=None):
     infer = images / timed(infer_step, config.steps, config.repeats, config.warmup, sync)
     print(f"config: batch {config.batch_size}, threads {config.threads}, T={config.num_glimpses}, "
           f"{config.patch_size}x{config.patch_size}, k={config.num_patches}, s={config.glimpse_scale}, "
-          f"{side}x{side}, {config.precision}, torch {torch.__version__}, device {device}")
+          f"{H}x{W}x{config.in_channels}, {config.precision}, torch {torch.__version__}, device {device}")
     print(f"train_images_per_s={train:.0f}")
     print(f"infer_images_per_s={infer:.0f}")
 

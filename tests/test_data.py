@@ -215,7 +215,7 @@ def test_build_sets_and_get_data_shapes(tmp_path, fake_loader, name):
     config = config_for(tmp_path, f"--data_type={name}", "--subset=9")
     data = get_data(config)
     S = DATASETS[name]["image_size"]
-    assert (data.image_size, data.in_channels, data.num_classes) == (S, 1, 10)
+    assert (data.image_size, data.in_channels, data.num_classes) == ((S, S), 1, 10)
     mnist = data_loader.load_mnist(config)
     for split in SPLITS:
         dataset = data.loaders[split].dataset
