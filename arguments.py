@@ -45,6 +45,9 @@ PRESETS = {
                                     {"core_net_type": "lstm", "reward": "infogain", "training_mode": "ac2"}),
 }
 
+# Glimpse policies at test time (policies.py).
+POLICIES = ("learned", "random", "eig")
+
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -203,6 +206,15 @@ def build_parser():
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")
+    e.add_argument("--policy", nargs="+", default=["learned"], choices=POLICIES, metavar="POLICY",
+                   help="with --is_train=False: the glimpse policies whose accuracy, IG and EIG per "
+                        "glimpse the report compares (learned: the location network, one sampled "
+                        "path; random: uniform; eig: the candidate location of largest expected "
+                        "information gain); learned alone adds nothing to the report")
+    e.add_argument("--eig_candidates", type=int, default=7,
+                   help="the eig policy scores a G x G grid of candidate locations over [-1, 1]^2")
+    e.add_argument("--policy_images", type=int, default=0,
+                   help="compare the policies on the first N test images (0: all)")
     e.add_argument("--explain_image", nargs="+", default=None, metavar="FILE",
                    help="with --is_train=False: explain the best checkpoint on these image files "
                         "(glimpse path, top-3 belief and reconstruction after each glimpse, GIF) in "
@@ -235,7 +247,7 @@ def _check(config):
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")
-    for name in ("subset", "plot_freq", "data_seed", "locator_hidden"):
+    for name in ("subset", "plot_freq", "data_seed", "locator_hidden", "policy_images"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}")
     for name in ("std", "init_lr", "vae_lr"):
@@ -266,6 +278,9 @@ def _check(config):
     side = image_side(config)
     if side is not None:
         check_retina(config, side)
+    if config.eig_candidates < 2:
+        raise ConfigError(f"--eig_candidates must be >= 2 (a grid of G x G locations), got {config.eig_candidates}")
+    config.policy = list(dict.fromkeys(config.policy))  # each policy once, in the order given
     if config.explain_image is not None and config.is_train:
         raise ConfigError("--explain_image explains a trained run: use it with --is_train=False")
     if config.compare is not None and len(config.compare) < 2:

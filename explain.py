@@ -22,6 +22,7 @@ from arguments import ConfigError
 from faults import Stopped
 from information import calibration, expected_information_gain, fit_temperature, information_gain
 from plots import animate_glimpses, draw_report, plot_curves, plot_image_explanation
+from policies import compare_policies
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
 from vae import HiddenStateVAE, decoded_per_glimpse, load_vae, reconstruction_errors, save_vae, train_vae
 
@@ -47,6 +48,11 @@ def test(config, data, trainer):
                                             temperatures=temperatures)
     errors = test_errors(config, trainer, metrics)
     print("test error by glimpse policy: " + ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
+    policies = None
+    if config.policy != ["learned"]:
+        policies = compare_policies(config, trainer.model, vae, data.loaders["test"], trainer.device, config.policy,
+                                    max_images=config.policy_images)
+        print(policy_table(policies))
     report = {
         "run": config.run_name, "epoch": state["epoch"], "val_accuracy": state["best_acc"], "M": config.M,
         "eig_samples": config.eig_samples, "test_accuracy": metrics["accuracy"],
@@ -55,6 +61,7 @@ def test(config, data, trainer):
         "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
                         "ig_mc": metrics["ig_t"], **explained},
         "reliability": reliability,
+        "policies": policies,
         "config": vars(config),  # of this test command
         "train_config": state["config"],  # the checkpoint was trained with
     }
@@ -62,6 +69,8 @@ def test(config, data, trainer):
     with staged_folder(report_dir) as staging:
         draw_report(staging, first, explained, reliability, sides=trainer.model.retina.sides,
                     run_name=config.run_name, classes=data.classes)
+        if policies:
+            plot_policies(policies, os.path.join(staging, "policies.png"), title=f"{config.run_name}: glimpse policies")
         with open(os.path.join(staging, "metrics.json"), "w") as f:
             json.dump(report, f, indent=2)
         with open(os.path.join(staging, "summary.md"), "w") as f:
@@ -272,6 +281,29 @@ def explain(config, model, vae, loader, device, *, temperatures=None, shown=8):
     return result, reliability, first
 
 
+def _policy_columns(policies):
+    columns = {}
+    for name, p in policies.items():
+        columns[f"{name} acc"] = (p["accuracy"], ".2%")
+        columns[f"{name} IG"] = (p["ig"], ".3f")
+        columns[f"{name} EIG"] = (p["eig"], ".3f")
+    return columns
+
+
+def policy_table(policies, *, markdown=False):
+    """Accuracy, IG and EIG after each glimpse under each policy, and each policy's images and time."""
+    timing = "; ".join(f"{name}: {p['images']} images in {p['seconds']:.1f} s" for name, p in policies.items())
+    return glimpse_table(_policy_columns(policies), markdown=markdown) + f"\n\n({timing})"
+
+
+def plot_policies(policies, path, *, title=None):
+    """policies.png: accuracy, IG and EIG per glimpse, one curve per policy."""
+    panels = {"accuracy after glimpse t": {n: (p["accuracy"], p["accuracy_se"]) for n, p in policies.items()},
+              "realised information gain IG_t": {n: (p["ig"], p["ig_se"]) for n, p in policies.items()},
+              "expected information gain EIG_t": {n: (p["eig"], p["eig_se"]) for n, p in policies.items()}}
+    plot_curves(panels, path, title=title)
+
+
 def _columns(g):
     return {"accuracy": (g["accuracy"], ".2%"), "entropy": (g["entropy"], ".4f"), "IG": (g["ig"], ".4f"),
             "EIG": (g["eig"], ".4f"), "EIG/IG": (g["eig_over_ig"], ".2f"), "EIG gap": (g["eig_gap"], ".4f"),
@@ -310,7 +342,14 @@ def summary_markdown(report):
              "VAE's decoded mean image from h_t against the clean digit.", "",
              glimpse_table(columns, markdown=True), "",
              "Figures: `reconstructions.png`, `reconstruction_error.png`, `information_gain.png`, "
-             "`reliability.png`, `glimpses.png`, `glimpses.gif`.", ""]
+             "`reliability.png`, `glimpses.png`, `glimpses.gif`" + (", `policies.png`" if report.get("policies") else "")
+             + ".", ""]
+    if report.get("policies"):
+        lines += ["## Glimpse policies", "",
+                  "The same frozen RAM looking where each policy says (learned: one sampled path of the "
+                  "location network; random: uniform; eig: the candidate of largest expected information "
+                  "gain imagined by the VAE). Accuracy after glimpse t, realised IG_t and EIG_t at the chosen "
+                  "locations (a fresh estimate).", "", policy_table(report["policies"], markdown=True), ""]
     return "\n".join(lines)
 
 
