@@ -206,6 +206,10 @@ def build_parser():
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")
+    e.add_argument("--probe_images", type=int, default=20000,
+                   help="with --is_train=False: fit a linear probe per glimpse on the frozen h_t of this "
+                        "many training images, and report its accuracy, NLL and ECE beside the RAM's "
+                        "own classifier (0: no probe)")
     e.add_argument("--policy", nargs="+", default=["learned"], choices=POLICIES, metavar="POLICY",
                    help="with --is_train=False: the glimpse policies whose accuracy, IG and EIG per "
                         "glimpse the report compares (learned: the location network, one sampled "
@@ -247,7 +251,7 @@ def _check(config):
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")
-    for name in ("subset", "plot_freq", "data_seed", "locator_hidden", "policy_images"):
+    for name in ("subset", "plot_freq", "data_seed", "locator_hidden", "policy_images", "probe_images"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}")
     for name in ("std", "init_lr", "vae_lr"):

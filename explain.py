@@ -20,7 +20,7 @@ from tqdm import tqdm
 import folders
 from arguments import ConfigError
 from faults import Stopped
-from information import calibration, expected_information_gain, fit_temperature, information_gain
+from information import calibration, expected_information_gain, fit_probe, fit_temperature, information_gain
 from plots import animate_glimpses, draw_report, plot_curves, plot_image_explanation
 from policies import compare_policies
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
@@ -36,6 +36,10 @@ def test(config, data, trainer):
     vae = hidden_state_vae(config, data, trainer.model, trainer.path("vae.pt"), ram_epoch=state["epoch"])
     seed_everything(config.random_seed)
     temperatures = glimpse_temperatures(config, trainer.model, data.loaders["valid"], trainer.device)
+    probes = None
+    if config.probe_images:
+        probes = glimpse_probes(config, trainer.model, data.loaders["train"], trainer.device,
+                                images=config.probe_images)
     # The report is a function of the checkpoints and the seed, whether or not the VAE
     # was trained (drawing random numbers) just before.
     seed_everything(config.random_seed)
@@ -45,7 +49,7 @@ def test(config, data, trainer):
     print(glimpse_table({"accuracy": (metrics["accuracy_t"], ".2%"), "entropy H_t": (metrics["entropy_t"], ".4f"),
                          "info gain IG_t": (metrics["ig_t"], ".4f")}))
     explained, reliability, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device,
-                                            temperatures=temperatures)
+                                            temperatures=temperatures, probes=probes)
     errors = test_errors(config, trainer, metrics)
     print("test error by glimpse policy: " + ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
     policies = None
@@ -234,17 +238,38 @@ def glimpse_temperatures(config, model, loader, device):
 
 
 @torch.no_grad()
-def explain(config, model, vae, loader, device, *, temperatures=None, shown=8):
+def glimpse_probes(config, model, loader, device, *, images):
+    """Per glimpse t, a linear probe (`information.fit_probe`) fitted on the frozen h_t of the
+    first `images` images of `loader` (the training split; one rollout per image): what the
+    state after glimpse t knows, whatever the RAM's own classifier reads from it. A list of T
+    (W (C, D), b (C,)) on device."""
+    model.eval()
+    hs, labels, n = [], [], 0
+    for x, _, y in tqdm(loader, desc="probe states", unit="batch", leave=False):
+        if n >= images:
+            break
+        keep = min(images - n, x.shape[0])
+        hs.append(model.rollout(x[:keep].to(device), config.num_glimpses).h.cpu())
+        labels.append(y[:keep])
+        n += keep
+    h, y = torch.cat(hs), torch.cat(labels)  # (N, T, D), (N,)
+    C = model.classifier.fc.out_features
+    return [tuple(p.to(device) for p in fit_probe(h[:, t], y, num_classes=C)) for t in range(h.shape[1])]
+
+
+@torch.no_grad()
+def explain(config, model, vae, loader, device, *, temperatures=None, probes=None, shown=8):
     """Per-glimpse means and standard errors over a loader of the VAE's reconstruction error
     (MSE, BCE), the realised (IG) and expected (EIG) information gain of one rollout per
     image, and the calibration (ECE, NLL) of its beliefs, also after dividing the logits of
-    glimpse t by temperatures[t] (`glimpse_temperatures`) when given. Returns (result: name
-    -> list of T floats, incl. name_se; the reliability bins; the first `shown` images with
-    their rollout, for the figures)."""
+    glimpse t by temperatures[t] (`glimpse_temperatures`) when given, and the accuracy, NLL
+    and ECE of the linear probes (`glimpse_probes`) on the same states when given. Returns
+    (result: name -> list of T floats, incl. name_se; the reliability bins; the first
+    `shown` images with their rollout, for the figures)."""
     model.eval()
     meter = GlimpseMeter()
     first = None
-    confidences, corrects, scaled_confidences = [], [], []
+    confidences, corrects, scaled_confidences, probe_confidences, probe_corrects = [], [], [], [], []
     tau = torch.tensor(temperatures or [1.0] * config.num_glimpses, device=device)  # (T,)
     for x, x_clean, y in tqdm(loader, desc="explain", unit="batch"):
         x, x_clean, y = x.to(device), x_clean.to(device), y.to(device)
@@ -262,6 +287,13 @@ def explain(config, model, vae, loader, device, *, temperatures=None, shown=8):
         confidences.append(confidence.cpu())
         scaled_confidences.append(scaled.max(-1).values.exp().cpu())
         corrects.append((predicted == y[:, None]).cpu())
+        if probes:
+            probe = torch.stack([out.h[:, t] @ W.T + b for t, (W, b) in enumerate(probes)], 1).log_softmax(-1)
+            probe_confidence, probe_predicted = probe.max(-1)  # (B, T) each
+            probe_correct = probe_predicted == y[:, None]
+            meter.update(probe_accuracy=probe_correct.float(), probe_nll=-probe.gather(2, label)[..., 0])
+            probe_confidences.append(probe_confidence.exp().cpu())
+            probe_corrects.append(probe_correct.cpu())
         if first is None:
             first = (x[:shown].cpu(), x_clean[:shown].cpu(), y[:shown].cpu(), out.l[:shown].cpu(),
                      out.logits[:shown].argmax(-1).cpu(), decoded[:shown].cpu())
@@ -276,6 +308,11 @@ def explain(config, model, vae, loader, device, *, temperatures=None, shown=8):
     scaled_confidence = torch.cat(scaled_confidences)
     result["ece_scaled"] = [calibration(scaled_confidence[:, t], correct[:, t])[0] for t in range(correct.shape[1])]
     result["temperature"] = tau.tolist()
+    if probes:
+        for key in ("probe_accuracy", "probe_nll"):
+            result[key], result[key + "_se"] = meter.mean(key), meter.se(key)
+        confidence, correct = torch.cat(probe_confidences), torch.cat(probe_corrects)  # (N, T)
+        result["probe_ece"] = [calibration(confidence[:, t], correct[:, t])[0] for t in range(correct.shape[1])]
     reliability = {"confidence": [b[1] for b in bins], "accuracy": [b[2] for b in bins],
                    "count": [b[3] for b in bins]}
     return result, reliability, first
@@ -309,7 +346,9 @@ def _columns(g):
             "EIG": (g["eig"], ".4f"), "EIG/IG": (g["eig_over_ig"], ".2f"), "EIG gap": (g["eig_gap"], ".4f"),
             "ECE": (g["ece"], ".3f"), "NLL": (g["nll"], ".3f"), "temperature": (g["temperature"], ".2f"),
             "ECE scaled": (g["ece_scaled"], ".3f"), "NLL scaled": (g["nll_scaled"], ".3f"),
-            "recon MSE": (g["recon_mse"], ".5f"), "recon BCE": (g["recon_bce"], ".4f")}
+            "recon MSE": (g["recon_mse"], ".5f"), "recon BCE": (g["recon_bce"], ".4f"),
+            **({"probe acc": (g["probe_accuracy"], ".2%"), "probe NLL": (g["probe_nll"], ".3f"),
+                "probe ECE": (g["probe_ece"], ".3f")} if "probe_accuracy" in g else {})}
 
 
 def summary_table(report):
@@ -339,7 +378,9 @@ def summary_markdown(report):
              "calibration error (ECE, 15 bins) and NLL of the belief p_t, also after temperature scaling "
              "(the logits of glimpse t divided by the temperature fitted on the validation split; the "
              "IG and EIG columns use the unscaled beliefs); reconstruction error of the "
-             "VAE's decoded mean image from h_t against the clean digit.", "",
+             "VAE's decoded mean image from h_t against the clean digit; and, when fitted, a linear "
+             "probe per glimpse (multinomial logistic regression on the frozen h_t of training "
+             "images): what the state knows, whatever the RAM's own classifier reads from it.", "",
              glimpse_table(columns, markdown=True), "",
              "Figures: `reconstructions.png`, `reconstruction_error.png`, `information_gain.png`, "
              "`reliability.png`, `glimpses.png`, `glimpses.gif`" + (", `policies.png`" if report.get("policies") else "")

@@ -152,3 +152,25 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None):
         eigs.append(eig)
         gaps.append(gap)
     return torch.stack(eigs, 1), torch.stack(gaps, 1)  # (B, T), (B, T)
+
+
+def fit_probe(h, y, *, num_classes, weight_decay=1e-4, max_iter=200):
+    """A linear probe of what a hidden state knows: multinomial logistic regression
+    softmax(W h + b) fitted to states h (N, D) and labels y (N,) by L-BFGS on the mean NLL +
+    weight_decay * |W|^2 (float64, from zero, so the fit is deterministic). Returns (W (C, D),
+    b (C,)) as float32."""
+    h, y = h.detach().double(), y.detach()
+    W = torch.zeros(num_classes, h.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(h @ W.T + b, y) + weight_decay * W.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return W.detach().float(), b.detach().float()
+

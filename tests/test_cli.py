@@ -39,7 +39,8 @@ def test_smoke_train_then_test(run_cli, tmp_path):
     assert errors["M=1"] == metrics["test_error"] and all(0 <= e <= 1 for e in errors.values())
     assert metrics["val_accuracy"] > 0
     for key in ("accuracy", "entropy", "ig", "ig_se", "eig", "eig_se", "eig_gap", "eig_gap_se", "eig_over_ig",
-                "ece", "nll", "ece_scaled", "nll_scaled", "temperature", "recon_mse", "recon_mse_se", "recon_bce"):
+                "ece", "nll", "ece_scaled", "nll_scaled", "temperature", "recon_mse", "recon_mse_se", "recon_bce",
+                "probe_accuracy", "probe_nll", "probe_ece"):
         assert len(metrics["per_glimpse"][key]) == 3, key
     g = metrics["per_glimpse"]
     assert all(v >= 0 for v in g["eig"] + g["eig_gap"]) and all(0 <= v <= 1 for v in g["ece"])

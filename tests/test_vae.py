@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from arguments import ConfigError
 from conftest import tiny_ram
-from information import (calibration, eig_from_samples, entropy, expected_information_gain, fit_temperature,
-                         information_gain, kl_categorical)
+from information import (calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
+                         fit_temperature, information_gain, kl_categorical)
 from utils import atomic_save
 from vae import (VAE_FORMAT, HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states,
                  kl_divergence, load_vae, normalise_settings, reconstruction_errors, save_vae, train_vae)
@@ -326,6 +326,24 @@ def test_temperature_scaling_undoes_over_confidence():
     before = calibration((3 * z).softmax(-1).max(-1).values, (3 * z).argmax(-1) == y)[0]
     after = calibration((3 * z / tau).softmax(-1).max(-1).values, (3 * z).argmax(-1) == y)[0]
     assert after < 0.02 < before
+
+
+def test_linear_probe_recovers_the_classes_a_state_separates():
+    g = torch.Generator().manual_seed(5)
+    means = 3 * torch.randn(4, 6, generator=g)  # 4 classes, linearly separable in D = 6
+    y = torch.randint(0, 4, (2_000,), generator=g)
+    h = means[y] + torch.randn(2_000, 6, generator=g)
+    W, b = fit_probe(h, y, num_classes=4)
+    assert W.shape == (4, 6) and b.shape == (4,)
+    # The Bayes classifier of these Gaussians is linear: the probe matches its accuracy.
+    bayes = (-(h[:, None] - means).pow(2).sum(-1)).argmax(1)
+    probe = (h @ W.T + b).argmax(1)
+    assert (probe == y).float().mean() > (bayes == y).float().mean() - 0.01
+    torch.testing.assert_close(fit_probe(h, y, num_classes=4)[0], W)  # deterministic
+    # Labels that the state does not carry: the probe stays near the class frequencies.
+    noise = torch.randn(2_000, 6, generator=g)
+    W, b = fit_probe(noise, y, num_classes=4)
+    assert ((noise @ W.T + b).softmax(-1).max(-1).values < 0.5).all()
 
 
 def test_calibration_error_of_calibrated_and_over_confident_beliefs():
