@@ -38,7 +38,7 @@ def test(config, data, trainer):
     temperatures = glimpse_temperatures(config, trainer.model, data.loaders["valid"], trainer.device)
     probes = None
     if config.probe_images:
-        probes = glimpse_probes(config, trainer.model, data.loaders["train"], trainer.device,
+        probes = glimpse_probes(config, trainer.model, data.loaders["train"].dataset, trainer.device,
                                 images=config.probe_images)
     # The report is a function of the checkpoints and the seed, whether or not the VAE
     # was trained (drawing random numbers) just before.
@@ -238,20 +238,18 @@ def glimpse_temperatures(config, model, loader, device):
 
 
 @torch.no_grad()
-def glimpse_probes(config, model, loader, device, *, images):
+def glimpse_probes(config, model, dataset, device, *, images):
     """Per glimpse t, a linear probe (`information.fit_probe`) fitted on the frozen h_t of the
-    first `images` images of `loader` (the training split; one rollout per image): what the
-    state after glimpse t knows, whatever the RAM's own classifier reads from it. A list of T
-    (W (C, D), b (C,)) on device."""
+    first `images` images of `dataset` (the training split, in order, so that the probes do
+    not depend on the shuffle; one rollout per image): what the state after glimpse t knows,
+    whatever the RAM's own classifier reads from it. A list of T (W (C, D), b (C,)) on device."""
     model.eval()
-    hs, labels, n = [], [], 0
-    for x, _, y in tqdm(loader, desc="probe states", unit="batch", leave=False):
-        if n >= images:
-            break
-        keep = min(images - n, x.shape[0])
-        hs.append(model.rollout(x[:keep].to(device), config.num_glimpses).h.cpu())
-        labels.append(y[:keep])
-        n += keep
+    hs, labels = [], []
+    for start in tqdm(range(0, min(images, len(dataset)), config.batch_size), desc="probe states",
+                      unit="batch", leave=False):
+        x, _, y = dataset[torch.arange(start, min(start + config.batch_size, images, len(dataset)))]
+        hs.append(model.rollout(x.to(device), config.num_glimpses).h.cpu())
+        labels.append(y)
     h, y = torch.cat(hs), torch.cat(labels)  # (N, T, D), (N,)
     C = model.classifier.fc.out_features
     return [tuple(p.to(device) for p in fit_probe(h[:, t], y, num_classes=C)) for t in range(h.shape[1])]
