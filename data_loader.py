@@ -33,7 +33,7 @@ from tqdm import tqdm
 import distributed
 import folders
 from arguments import DATASETS, ConfigError, exit_on_config_error
-from plots import pyplot, save_figure, show_image
+from plots import class_name, pyplot, save_figure, show_image
 from utils import array_bytes, first_line, read_arrays, write_arrays
 
 SPLITS = ("train", "valid", "test")
@@ -321,7 +321,12 @@ def load_sets(config):
             g = generated[split]
             sets[split] = ImageSet(g.canvas[keep], images[keep, None], labels[keep], num_classes,
                                    position=g.position[keep])
-    return sets, tuple(str(c) for c in range(num_classes)), None
+    return sets, numbered_classes(num_classes), None
+
+
+def numbered_classes(num_classes):
+    """Class names of a dataset whose labels are their own names (the digits): "0", "1", ..."""
+    return tuple(str(c) for c in range(num_classes))
 
 
 def build_sets(config):
@@ -337,7 +342,7 @@ def get_data(config, sets=None):
     if sets is None:
         sets, classes, record = load_sets(config)
     else:
-        classes, record = tuple(str(c) for c in range(sets["train"].num_classes)), None
+        classes, record = numbered_classes(sets["train"].num_classes), None
     generator = torch.Generator().manual_seed(config.random_seed)
     rank, world = distributed.rank(), distributed.world_size()
     loaders, shard = {}, None
@@ -387,7 +392,7 @@ def save_samples(dataset, path, *, num_samples, title="", classes=None):
         r, c = divmod(i, cols)
         ax = axes[r, c * per]
         show_image(ax, x[i])
-        ax.set_title(f"label {int(y[i]) if classes is None else classes[int(y[i])]}", fontsize=9)
+        ax.set_title(f"label {class_name(y[i], classes)}", fontsize=9)
         if dataset.position is not None:
             top, left = dataset.position[i].tolist()
             ax.add_patch(Rectangle((left - 0.5, top - 0.5), DIGIT_SIZE, DIGIT_SIZE, fill=False,

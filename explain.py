@@ -30,10 +30,7 @@ from vae import HiddenStateVAE, decoded_per_glimpse, load_vae, reconstruction_er
 def test(config, data, trainer):
     """Test the best checkpoint, then explain it: VAE reconstructions, IG and EIG per
     glimpse; write report/<run>/ (figures, metrics.json, summary.md). Returns the report."""
-    state = trainer.load("best.pt")
-    print(f"[*] loaded {trainer.path('best.pt')} (epoch {state['epoch']}, "
-          f"validation accuracy {state['best_acc']:.2%})")
-    vae = hidden_state_vae(config, data, trainer.model, trainer.path("vae.pt"), ram_epoch=state["epoch"])
+    state, vae = best_with_vae(config, data, trainer)
     seed_everything(config.random_seed)
     temperatures = glimpse_temperatures(config, trainer.model, data.loaders["valid"], trainer.device)
     probes = None
@@ -94,11 +91,8 @@ def explain_images(config, data, trainer):
     # Every file is read before anything is loaded or written: a bad one stops the command first.
     pixels = [folders.read_image(path, channels=C, size=(H, W)) for path in config.explain_image]
     x = torch.from_numpy(np.stack(pixels)).float().div_(255).to(trainer.device)  # (N, C_in, H, W)
-    state = trainer.load("best.pt")
-    print(f"[*] loaded {trainer.path('best.pt')} (epoch {state['epoch']}, "
-          f"validation accuracy {state['best_acc']:.2%})")
+    state, vae = best_with_vae(config, data, trainer)
     model = trainer.model
-    vae = hidden_state_vae(config, data, model, trainer.path("vae.pt"), ram_epoch=state["epoch"])
     seed_everything(config.random_seed)
     with torch.no_grad():
         model.eval()
@@ -181,6 +175,15 @@ def test_errors(config, trainer, metrics):
     return errors
 
 
+def best_with_vae(config, data, trainer):
+    """Load the run's best checkpoint into trainer.model (said in one line) and get its VAE
+    (`hidden_state_vae`): (the checkpoint dict, the VAE)."""
+    state = trainer.load("best.pt")
+    print(f"[*] loaded {trainer.path('best.pt')} (epoch {state['epoch']}, "
+          f"validation accuracy {state['best_acc']:.2%})")
+    return state, hidden_state_vae(config, data, trainer.model, trainer.path("vae.pt"), ram_epoch=state["epoch"])
+
+
 def hidden_state_vae(config, data, model, path, *, ram_epoch):
     """The run's VAE from `path` (ckpt/<run>/vae.pt); trained first when missing, continued up
     to --vae_epochs with --train_vae=True. It is tied to the RAM checkpoint it was trained on."""
@@ -244,10 +247,9 @@ def glimpse_probes(config, model, dataset, device, *, images):
     not depend on the shuffle; one rollout per image): what the state after glimpse t knows,
     whatever the RAM's own classifier reads from it. A list of T (W (C, D), b (C,)) on device."""
     model.eval()
-    hs, labels = [], []
-    for start in tqdm(range(0, min(images, len(dataset)), config.batch_size), desc="probe states",
-                      unit="batch", leave=False):
-        x, _, y = dataset[torch.arange(start, min(start + config.batch_size, images, len(dataset)))]
+    hs, labels, n = [], [], min(images, len(dataset))
+    for start in tqdm(range(0, n, config.batch_size), desc="probe states", unit="batch", leave=False):
+        x, _, y = dataset[torch.arange(start, min(start + config.batch_size, n))]
         hs.append(model.rollout(x.to(device), config.num_glimpses).h.cpu())
         labels.append(y)
     h, y = torch.cat(hs), torch.cat(labels)  # (N, T, D), (N,)

@@ -17,6 +17,7 @@ The decoded images of a folder are cached in --cache_dir as one uint8 .npz with 
 of every file's size and modification time: a changed folder is decoded again.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -181,9 +182,7 @@ def decoded(config, paths, size):
             print(f"decoding {root} again: its cache {path} is out of date ({why})", file=sys.stderr)
         images, kept, _ = decode(root, paths, size=size)
         arrays = {"images": images, "kept": np.array(kept)}
-
-        def save():
-            write_arrays(path, arrays, manifest)
+        save = functools.partial(write_arrays, path, arrays, manifest)
     kept = [str(p) for p in arrays["kept"]]
     skipped = sorted(set(paths) - set(kept))
     return dict(zip(kept, arrays["images"])), skipped, save

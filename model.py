@@ -117,6 +117,12 @@ class RecurrentAttention(nn.Module):
         phi = self.retina.extract(x, l)
         return self.core(self.glimpse(phi, l), state)
 
+    def look(self, prepared, l, state):
+        """`step` on an input already prepared for the retina (`retina.prepare(x)`): for
+        several glimpses of the same images at locations chosen outside the location network
+        (the test-time policies of policies.py)."""
+        return self.core(self.glimpse(self.retina(prepared, l), l), state)
+
     def forward(self, x, num_glimpses, *, policy_mean=False):
         """The rollout; training calls it through forward so that DistributedDataParallel
         sees the step."""

@@ -54,7 +54,7 @@ def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=Non
     eigs = []
     for l in grid:
         l = l.expand(S * B, 2)  # (S*B, 2)
-        h_next = model.core(model.glimpse(model.retina(prepared, l), l), repeated)[0]  # (S*B, D)
+        h_next = model.look(prepared, l, repeated)[0]  # (S*B, D)
         p_next = model.classifier(h_next).softmax(-1).view(S, B, -1)  # (S, B, C)
         eigs.append(eig_from_samples(p_prev, p_next)[0])  # (B,)
     return torch.stack(eigs, 1)  # (B, K)
@@ -63,11 +63,11 @@ def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=Non
 @torch.no_grad()
 def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, samples=8, generator=None):
     """T glimpses of the frozen RAM on x (B, C_in, H, W) with locations from `policy`; a
-    `Rollout` with h, c, logits, l (mu, log_pi and b are None: no policy gradient here)."""
+    `Rollout` with h, c, logits, l (for random and eig, mu, log_pi and b are None: no policy
+    gradient here)."""
     model.eval()
     if policy == "learned":
-        out = model.rollout(x, num_glimpses)
-        return Rollout(h=out.h, c=out.c, logits=out.logits, l=out.l, mu=None, log_pi=None, b=None)
+        return model.rollout(x, num_glimpses)
     if policy == "eig" and (vae is None or grid is None):
         raise ValueError("policy_rollout: the eig policy needs the VAE and the candidate grid")
     if policy not in POLICIES:
@@ -83,7 +83,7 @@ def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, sampl
             best = eig_per_candidate(model, vae, state, p_prev, grid, samples=samples,
                                      generator=generator).argmax(1)  # (B,)
             l = grid[best]  # (B, 2)
-        state = model.core(model.glimpse(model.retina(prepared, l), l), state)
+        state = model.look(prepared, l, state)
         p_prev = model.classifier(state[0]).softmax(-1)  # (B, C)
         hs.append(state[0])
         cs.append(state[-1])

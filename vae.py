@@ -390,7 +390,7 @@ def load_vae(path, device, *, expected):
     check_matches(f"VAE checkpoint {path} does not match this run", {**config, **settings},
                   normalise_settings(expected))
     try:
-        vae = HiddenStateVAE(**settings)
+        vae = HiddenStateVAE.from_settings(settings)
         vae.load_state_dict(state["vae"])
     except (TypeError, ValueError, KeyError, RuntimeError) as err:
         raise ConfigError(f"VAE checkpoint {path} does not fit a HiddenStateVAE "
