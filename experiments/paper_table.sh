@@ -4,17 +4,21 @@
 #
 #   bash experiments/paper_table.sh mnist 1        # task, seed
 #   bash experiments/paper_table.sh cluttered 1 50 # task, seed, epochs (a shorter budget)
+#   bash experiments/paper_table.sh mnist 1 100 HardAttRewardShaping
+#                                                  # another --mode: the shaping study, whose
+#                                                  # lines go to experiments/shaping.csv
 #   python experiments/record.py --table           # the README table from results.csv
 #
 # Each recipe is a plain `python main.py` command line; an interrupted run continues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
-  echo "usage: bash experiments/paper_table.sh mnist|translated|cluttered|cluttered100 [SEED] [EPOCHS]" >&2; exit 2
+  echo "usage: bash experiments/paper_table.sh mnist|translated|cluttered|cluttered100 [SEED] [EPOCHS] [MODE]" >&2; exit 2
 fi
 task=$1
 seed=${2:-1}
 epochs=${3:-}
+mode=${4:-HardAtt}
 recipe="--init_lr 1e-3 --lr_schedule cosine --locator_hidden 128 --train_patience 1000"
 case $task in
   mnist)        args="--data_type mnist --num_glimpses 6"; full=100 ;;
@@ -24,7 +28,12 @@ case $task in
   *) echo "paper_table.sh: unknown task $task (mnist, translated, cluttered, cluttered100)" >&2; exit 2 ;;
 esac
 name="paper_${task}_s${seed}"
+results=experiments/results.csv
+if [ "$mode" != HardAtt ]; then
+  name="paper_${task}_${mode}_s${seed}"; results=experiments/shaping.csv
+  args="$args --mode $mode"
+fi
 if [ -n "$epochs" ]; then name="${name}_e${epochs}"; fi
 args="$args --epochs ${epochs:-$full} $recipe"
 # shellcheck disable=SC2086
-python experiments/record.py --task "$task" -- $args --random_seed "$seed" --run_name "$name"
+python experiments/record.py --task "$task" --results "$results" -- $args --random_seed "$seed" --run_name "$name"

@@ -2,6 +2,7 @@
 
     python experiments/record.py --task mnist -- --init_lr 3e-4 --random_seed 1 --run_name NAME ...
     python experiments/record.py --table          # the README's results table from results.csv
+    python experiments/record.py --task mnist --results experiments/shaping.csv -- ...   # another study's file
 
 Everything after `--` is passed to `python main.py` as is, so a row is reproduced by the
 plain `python main.py ...` command it records. The run is continued with --resume=True
@@ -45,7 +46,7 @@ def commit():
     return out.stdout.strip() or "unknown"
 
 
-def record(task, args):
+def record(task, args, results=RESULTS):
     config = get_config(args)
     run_dir = os.path.join(config.ckpt_dir, config.run_name)
     wall_file = os.path.join(run_dir, "wall_s.txt")
@@ -71,8 +72,8 @@ def record(task, args):
         "threads": os.environ.get("OMP_NUM_THREADS", "all"), "date": datetime.date.today().isoformat(),
         "commit": commit(), "command": "python main.py " + " ".join(args),
     }
-    new = not os.path.exists(RESULTS)
-    with open(RESULTS, "a", newline="") as f:
+    new = not os.path.exists(results)
+    with open(results, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new:
             writer.writeheader()
@@ -130,10 +131,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=list(PAPER), help="the row of the paper's table")
     parser.add_argument("--table", action="store_true", help="print the results table and stop")
+    parser.add_argument("--results", default=RESULTS,
+                        help="the CSV to append the result line to (default: experiments/results.csv, "
+                             "the paper table's)")
     opts = parser.parse_args(own)
     if opts.table:
         table()
     elif opts.task and passed:
-        record(opts.task, passed)
+        record(opts.task, passed, os.path.abspath(opts.results))
     else:
         parser.error("give --task TASK -- MAIN.PY ARGS, or --table")
