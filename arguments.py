@@ -206,6 +206,15 @@ def build_parser():
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")
+    e.add_argument("--imagine", default="bernoulli", choices=["bernoulli", "mean"],
+                   help="the VAE's imagined canvases for EIG and the eig policy: pixel-wise Bernoulli "
+                        "draws (what could be seen) or the mean image (the estimator before 2026-11-30)")
+    e.add_argument("--imagine_prior", default="data", choices=["data", "vae"],
+                   help="before the first glimpse, imagine random training canvases (data: the prior "
+                        "predictive) or decode z ~ N(0, I) (vae)")
+    e.add_argument("--imagine_scale", default="auto",
+                   help="widen the VAE's posterior: z = mu + SCALE * sigma * eps; auto: the width of "
+                        "1, 2, 3, 5 whose imagined glimpses best predict the real ones on validation images")
     e.add_argument("--probe_images", type=int, default=20000,
                    help="with --is_train=False: fit a linear probe per glimpse on the frozen h_t of this "
                         "many training images, and report its accuracy, NLL and ECE beside the RAM's "
@@ -282,6 +291,13 @@ def _check(config):
     side = image_side(config)
     if side is not None:
         check_retina(config, side)
+    if config.imagine_scale != "auto":
+        try:
+            scale = float(config.imagine_scale)
+        except ValueError:
+            scale = float("nan")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"--imagine_scale must be auto or a positive number, got {config.imagine_scale}")
     if config.eig_candidates < 2:
         raise ConfigError(f"--eig_candidates must be >= 2 (a grid of G x G locations), got {config.eig_candidates}")
     config.policy = list(dict.fromkeys(config.policy))  # each policy once, in the order given

@@ -7,6 +7,7 @@ RAM, its checkpoints and `evaluate`; this file never imports trainer.py.
 """
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -20,7 +21,8 @@ from tqdm import tqdm
 import folders
 from arguments import ConfigError
 from faults import Stopped
-from information import calibration, expected_information_gain, fit_probe, fit_temperature, information_gain
+from information import (Imagination, calibration, expected_information_gain, fit_probe, fit_temperature,
+                         information_gain)
 from plots import animate_glimpses, draw_report, plot_curves, plot_image_explanation
 from policies import compare_policies
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
@@ -37,6 +39,7 @@ def test(config, data, trainer):
     if config.probe_images:
         probes = glimpse_probes(config, trainer.model, data.loaders["train"].dataset, trainer.device,
                                 images=config.probe_images)
+    imagination, imagined = imagination_settings(config, trainer.model, vae, data, trainer.device)
     # The report is a function of the checkpoints and the seed, whether or not the VAE
     # was trained (drawing random numbers) just before.
     seed_everything(config.random_seed)
@@ -46,17 +49,17 @@ def test(config, data, trainer):
     print(glimpse_table({"accuracy": (metrics["accuracy_t"], ".2%"), "entropy H_t": (metrics["entropy_t"], ".4f"),
                          "info gain IG_t": (metrics["ig_t"], ".4f")}))
     explained, reliability, first = explain(config, trainer.model, vae, data.loaders["test"], trainer.device,
-                                            temperatures=temperatures, probes=probes)
+                                            temperatures=temperatures, probes=probes, imagination=imagination)
     errors = test_errors(config, trainer, metrics)
     print("test error by glimpse policy: " + ", ".join(f"{k} {v:.2%}" for k, v in errors.items()))
     policies = None
     if config.policy != ["learned"]:
         policies = compare_policies(config, trainer.model, vae, data.loaders["test"], trainer.device, config.policy,
-                                    max_images=config.policy_images)
+                                    max_images=config.policy_images, imagination=imagination)
         print(policy_table(policies))
     report = {
         "run": config.run_name, "epoch": state["epoch"], "val_accuracy": state["best_acc"], "M": config.M,
-        "eig_samples": config.eig_samples, "test_accuracy": metrics["accuracy"],
+        "eig_samples": config.eig_samples, "imagination": imagined, "test_accuracy": metrics["accuracy"],
         "test_error": 1 - metrics["accuracy"], "test_errors": errors, "test_nll": metrics["nll"],
         "count": metrics["count"],
         "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
@@ -240,6 +243,47 @@ def glimpse_temperatures(config, model, loader, device):
     return [fit_temperature(logits[:, t], labels) for t in range(logits.shape[1])]
 
 
+SCALES = (1.0, 2.0, 3.0, 5.0)  # the posterior widths --imagine_scale=auto chooses from
+
+
+@torch.no_grad()
+def imagination_settings(config, model, vae, data, device, *, prior_images=2000, valid_images=1000):
+    """How the VAE imagines canvases for EIG and the eig policy (`information.Imagination`),
+    from --imagine, --imagine_prior and --imagine_scale, and what was chosen, for the report.
+
+    The prior is the first `prior_images` training canvases (in order). With
+    --imagine_scale=auto the posterior width is the one of SCALES whose imagined glimpses best
+    predict the real ones (`information.glimpse_nll`, mean over glimpses) on the first
+    `valid_images` validation images: chosen on validation, never on the test set."""
+    prior = None
+    if config.imagine_prior == "data":
+        train = data.loaders["train"].dataset
+        prior = train[torch.arange(min(prior_images, len(train)))][0].to(device)  # (N, C_in, H, W)
+    settings = {"draw": config.imagine, "prior": config.imagine_prior}
+    make = functools.partial(Imagination, bernoulli=config.imagine == "bernoulli", prior=prior)
+    if config.imagine_scale != "auto" or config.num_glimpses == 1:  # one glimpse: always from the prior
+        scale = 1.0 if config.imagine_scale == "auto" else float(config.imagine_scale)
+        return make(scale=scale), {**settings, "scale": scale}
+    valid = data.loaders["valid"].dataset
+    x = valid[torch.arange(min(valid_images, len(valid)))][0].to(device)  # (N, C_in, H, W)
+    model.eval()
+    nll = {}
+    for scale in SCALES:
+        seed_everything(config.random_seed)
+        total, n = 0.0, 0
+        for chunk in x.split(config.batch_size):
+            out = model.rollout(chunk, config.num_glimpses)
+            expected = expected_information_gain(model, vae, out, chunk, samples=config.eig_samples,
+                                                 imagination=make(scale=scale))
+            total += float(expected.glimpse_nll[:, 1:].mean(1).sum())  # after the first glimpse: where q matters
+            n += chunk.shape[0]
+        nll[scale] = total / n
+    scale = min(nll, key=nll.get)
+    print("imagination: posterior width chosen on validation by the NLL of the real glimpse: "
+          + ", ".join(f"x{k:g} {v:.2f}" for k, v in nll.items()) + f" -> x{scale:g}")
+    return make(scale=scale), {**settings, "scale": scale, "validation_glimpse_nll": {f"{k:g}": v for k, v in nll.items()}}
+
+
 @torch.no_grad()
 def glimpse_probes(config, model, dataset, device, *, images):
     """Per glimpse t, a linear probe (`information.fit_probe`) fitted on the frozen h_t of the
@@ -258,7 +302,8 @@ def glimpse_probes(config, model, dataset, device, *, images):
 
 
 @torch.no_grad()
-def explain(config, model, vae, loader, device, *, temperatures=None, probes=None, shown=8):
+def explain(config, model, vae, loader, device, *, temperatures=None, probes=None, imagination=Imagination(),
+            shown=8):
     """Per-glimpse means and standard errors over a loader of the VAE's reconstruction error
     (MSE, BCE), the realised (IG) and expected (EIG) information gain of one rollout per
     image, and the calibration (ECE, NLL) of its beliefs, also after dividing the logits of
@@ -277,12 +322,13 @@ def explain(config, model, vae, loader, device, *, temperatures=None, probes=Non
         probs = out.logits.softmax(-1)  # (B, T, C)
         decoded = decoded_per_glimpse(vae, out.h)  # (B, T, 1, 28, 28)
         mse, bce = reconstruction_errors(decoded, x_clean)  # (B, T) each
-        eig, gap = expected_information_gain(model, vae, out, x, samples=config.eig_samples)
+        expected = expected_information_gain(model, vae, out, x, samples=config.eig_samples,
+                                             imagination=imagination, probes=probes)
         label = y[:, None, None].expand(-1, probs.shape[1], 1)  # (B, T, 1)
         nll = -out.logits.log_softmax(-1).gather(2, label)[..., 0]  # (B, T)
         scaled = (out.logits / tau[:, None]).log_softmax(-1)  # (B, T, C)
-        meter.update(ig=information_gain(probs), eig=eig, eig_gap=gap, nll=nll, recon_mse=mse, recon_bce=bce,
-                     nll_scaled=-scaled.gather(2, label)[..., 0])
+        meter.update(ig=information_gain(probs), eig=expected.eig, eig_gap=expected.gap, nll=nll, recon_mse=mse,
+                     recon_bce=bce, nll_scaled=-scaled.gather(2, label)[..., 0], glimpse_nll=expected.glimpse_nll)
         confidence, predicted = probs.max(-1)  # (B, T) each
         confidences.append(confidence.cpu())
         scaled_confidences.append(scaled.max(-1).values.exp().cpu())
@@ -291,17 +337,18 @@ def explain(config, model, vae, loader, device, *, temperatures=None, probes=Non
             probe = torch.stack([out.h[:, t] @ W.T + b for t, (W, b) in enumerate(probes)], 1).log_softmax(-1)
             probe_confidence, probe_predicted = probe.max(-1)  # (B, T) each
             probe_correct = probe_predicted == y[:, None]
-            meter.update(probe_accuracy=probe_correct.float(), probe_nll=-probe.gather(2, label)[..., 0])
+            meter.update(probe_accuracy=probe_correct.float(), probe_nll=-probe.gather(2, label)[..., 0],
+                         probe_ig=information_gain(probe.exp()), probe_eig=expected.probe_eig,
+                         probe_eig_gap=expected.probe_gap)
             probe_confidences.append(probe_confidence.exp().cpu())
             probe_corrects.append(probe_correct.cpu())
         if first is None:
             first = (x[:shown].cpu(), x_clean[:shown].cpu(), y[:shown].cpu(), out.l[:shown].cpu(),
                      out.logits[:shown].argmax(-1).cpu(), decoded[:shown].cpu())
     result = {}
-    for key in ("ig", "eig", "eig_gap", "nll", "nll_scaled", "recon_mse", "recon_bce"):
+    for key in ("ig", "eig", "eig_gap", "nll", "nll_scaled", "recon_mse", "recon_bce", "glimpse_nll"):
         result[key], result[key + "_se"] = meter.mean(key), meter.se(key)
-    result["eig_over_ig"] = [e / i if abs(i) > 1e-12 else float("nan")
-                             for e, i in zip(result["eig"], result["ig"])]
+    result["eig_over_ig"] = ratio(result["eig"], result["ig"])
     confidence, correct = torch.cat(confidences), torch.cat(corrects)  # (N, T)
     bins = [calibration(confidence[:, t], correct[:, t]) for t in range(confidence.shape[1])]
     result["ece"] = [b[0] for b in bins]
@@ -309,13 +356,19 @@ def explain(config, model, vae, loader, device, *, temperatures=None, probes=Non
     result["ece_scaled"] = [calibration(scaled_confidence[:, t], correct[:, t])[0] for t in range(correct.shape[1])]
     result["temperature"] = tau.tolist()
     if probes:
-        for key in ("probe_accuracy", "probe_nll"):
+        for key in ("probe_accuracy", "probe_nll", "probe_ig", "probe_eig", "probe_eig_gap"):
             result[key], result[key + "_se"] = meter.mean(key), meter.se(key)
+        result["probe_eig_over_ig"] = ratio(result["probe_eig"], result["probe_ig"])
         confidence, correct = torch.cat(probe_confidences), torch.cat(probe_corrects)  # (N, T)
         result["probe_ece"] = [calibration(confidence[:, t], correct[:, t])[0] for t in range(correct.shape[1])]
     reliability = {"confidence": [b[1] for b in bins], "accuracy": [b[2] for b in bins],
                    "count": [b[3] for b in bins]}
     return result, reliability, first
+
+
+def ratio(numerators, denominators):
+    """Element-wise a / b of two lists, nan where b is 0."""
+    return [a / b if abs(b) > 1e-12 else float("nan") for a, b in zip(numerators, denominators)]
 
 
 def _policy_columns(policies):
@@ -347,8 +400,11 @@ def _columns(g):
             "ECE": (g["ece"], ".3f"), "NLL": (g["nll"], ".3f"), "temperature": (g["temperature"], ".2f"),
             "ECE scaled": (g["ece_scaled"], ".3f"), "NLL scaled": (g["nll_scaled"], ".3f"),
             "recon MSE": (g["recon_mse"], ".5f"), "recon BCE": (g["recon_bce"], ".4f"),
+            "glimpse NLL": (g["glimpse_nll"], ".2f"),
             **({"probe acc": (g["probe_accuracy"], ".2%"), "probe NLL": (g["probe_nll"], ".3f"),
-                "probe ECE": (g["probe_ece"], ".3f")} if "probe_accuracy" in g else {})}
+                "probe ECE": (g["probe_ece"], ".3f"), "probe IG": (g["probe_ig"], ".4f"),
+                "probe EIG": (g["probe_eig"], ".4f"), "probe EIG/IG": (g["probe_eig_over_ig"], ".2f"),
+                "probe EIG gap": (g["probe_eig_gap"], ".4f")} if "probe_accuracy" in g else {})}
 
 
 def summary_table(report):

@@ -6,6 +6,8 @@ tensors; that one runs the frozen RAM and the VAE on imagined glimpses.
 """
 
 import math
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -101,29 +103,105 @@ def fit_temperature(logits, y, *, max_iter=100):
     return float(log_tau.detach().exp())
 
 
+@dataclass(frozen=True)
+class Imagination:
+    """How the VAE imagines the canvas a glimpse will see.
+
+    bernoulli  each imagined canvas is a draw x^s ~ Bernoulli(sigmoid(decode(z^s))) pixel by
+               pixel (the VAE's likelihood), not its mean image: a draw of what could be seen,
+               which the mutual information needs (False: the mean image, as before 2026-11-30);
+    scale      z^s = mu + scale * sigma * eps: widens q(z | h_{t-1}) when > 1 (the VAE's
+               posterior is over-certain; `choose_scale` picks it on validation images);
+    prior      before the first glimpse nothing is known, so the canvas is imagined from the
+               prior predictive: canvases drawn at random from `prior` (N, C_in, H, W), real
+               training canvases, when given; else z^s ~ N(0, I) decoded (and drawn when bernoulli).
+    The defaults are the mean image of q(z | h_{t-1}) and of N(0, I), the estimator before 2026-11-30.
+    """
+    bernoulli: bool = False
+    scale: float = 1.0
+    prior: torch.Tensor | None = None
+
+
+def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator=None):
+    """S imagined canvases per image, and the Bernoulli means they were drawn from (the
+    canvases themselves when drawn from the prior): ((S, B, C_in, H, W), (S, B, C_in, H, W)).
+    h_prev (B, D) is the state after the glimpses so far, None before the first glimpse.
+    Random numbers, in this order from `generator`: eps (S, B, Z), then the prior's indices
+    (S*B,) or the Bernoulli draws."""
+    device = vae.encoder[0].weight.device
+    dtype = vae.encoder[0].weight.dtype
+    eps = torch.randn(samples, batch, vae.latent_size, device=device, dtype=dtype, generator=generator)
+    if h_prev is None and imagination.prior is not None:
+        prior = imagination.prior
+        pick = torch.randint(0, prior.shape[0], (samples * batch,), device=prior.device, generator=generator)
+        canvas = prior[pick].to(device, dtype).unflatten(0, (samples, batch))  # (S, B, C_in, H, W)
+        return canvas, canvas
+    if h_prev is None:
+        z = eps
+    else:
+        mu, logvar = vae.encode(h_prev)  # (B, Z)
+        z = mu + imagination.scale * (0.5 * logvar).exp() * eps  # (S, B, Z)
+    mean = torch.sigmoid(vae.decode_canvas(z))  # (S, B, C_in, H, W)
+    if not imagination.bernoulli:
+        return mean, mean
+    return torch.bernoulli(mean, generator=generator), mean
+
+
+class Expected(NamedTuple):
+    """`expected_information_gain`'s answer, each (B, T): the mutual-information EIG and the
+    consistency gap of the RAM's own classifier, the NLL of the real glimpse under the imagined
+    ones (the spread check), and the probes' EIG and gap (None without probes)."""
+    eig: torch.Tensor
+    gap: torch.Tensor
+    glimpse_nll: torch.Tensor
+    probe_eig: torch.Tensor | None = None
+    probe_gap: torch.Tensor | None = None
+
+
+def glimpse_nll(model, real, means, l):
+    """-log (1/S) sum_s p(g | means^s) of the real glimpse g = retina(real, l), each retina
+    value a Bernoulli target (intensities in [0, 1]) of the same glimpse of the imagined
+    means (S, B, C_in, H, W): how well the imagination predicted what was seen (B,). Lower is
+    better; an over-certain imagination that misses the real glimpse pays most."""
+    S, B = means.shape[:2]
+    target = model.retina.extract(real, l).flatten(1)  # (B, P)
+    p = model.retina.extract(means.flatten(0, 1), l.repeat(S, 1)).flatten(1).view(S, B, -1)  # (S, B, P)
+    p = p.clamp(1e-4, 1 - 1e-4)
+    log_lik = (torch.special.xlogy(target, p) + torch.special.xlogy(1 - target, 1 - p)).sum(-1)  # (S, B)
+    return math.log(S) - log_lik.logsumexp(0)
+
+
+def probe_beliefs(probes, t, h):
+    """softmax(W_t h + b_t) of the linear probe of glimpse t (`fit_probe`): (..., D) -> (..., C)."""
+    W, b = probes[t]
+    return (h @ W.T + b).softmax(-1)
+
+
 @torch.no_grad()
-def expected_information_gain(model, vae, out, x, *, samples, generator=None):
-    """EIG of every glimpse of a rollout, before it is taken, and its consistency gap
-    (`eig_from_samples`): (EIG (B, T), gap (B, T)).
+def expected_information_gain(model, vae, out, x, *, samples, generator=None, imagination=Imagination(),
+                              probes=None):
+    """EIG of every glimpse of a rollout, before it is taken, its consistency gap
+    (`eig_from_samples`) and the spread check (`glimpse_nll`): an `Expected`, each (B, T).
 
     For glimpse t (0-based) at the rollout's own location l_t = out.l[:, t], from the state
     s_{t-1} = model.state_before(out, t):
-      z^s ~ q(z | h_{t-1}) for t > 0, z^s ~ N(0, I) for t = 0 (nothing seen yet), s = 1..S;
-      x^s = sigmoid(vae.decode_canvas(z^s))           an imagined canvas (its mean image);
+      x^s, s = 1..S: canvases imagined by the VAE from h_{t-1} (`imagine`; before the first
+           glimpse from the prior), by default the mean image of z^s ~ q(z | h_{t-1});
       p_t^s = softmax(classifier(step(x^s, l_t, s_{t-1})[0]));
       EIG_t = H(p_bar_t) - (1/S) sum_s H(p_t^s),  p_bar_t = (1/S) sum_s p_t^s,
       gap_t = KL(p_bar_t || p_{t-1}),  p_{t-1} = softmax(out.logits[:, t-1]), p_{-1} = 1/C.
+    With probes (a list of T (W, b), `fit_probe`), the same from the probes' beliefs on the
+    same imagined states, p_{t-1} then the probe of glimpse t-1 on h_{t-1}.
 
     EIG_t + gap_t = (1/S) sum_s KL(p_t^s || p_{t-1}), the estimator reported before
     2026-11-29 as EIG. EIG_t is the mutual information I(class; glimpse t | glimpses < t)
     under the imagined canvases; the realised IG_t matches it in expectation only when the
-    gap is 0, i.e. when the classifier is calibrated and the VAE imagines what is really
+    gap is 0, i.e. when the beliefs are calibrated and the VAE imagines what is really
     possible. So the report gives both.
 
     Vectorised over S: the batch is repeated S times (row s*B + b) and each t is one `step`.
-    The noise per t is one draw eps (S, B, Z) from `generator` (the global RNG when None).
-    x (B, C_in, H, W) is the rollout's input (any C_in, H != W allowed); only its shape is
-    used, to check that the VAE's canvas (C_in, H, W) is exactly what the RAM looks at.
+    x (B, C_in, H, W) is the rollout's input (any C_in, H != W allowed): the real canvas the
+    spread check compares with; the VAE's canvas (C_in, H, W) must be exactly what the RAM sees.
     """
     if samples < 1:
         raise ValueError(f"expected_information_gain: samples must be >= 1, got {samples}")
@@ -133,25 +211,26 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None):
     model.eval()
     vae.eval()
     B, T, C = out.logits.shape
-    S, Z = samples, vae.latent_size
+    S = samples
     uniform = torch.full((B, C), 1.0 / C, device=out.h.device, dtype=out.logits.dtype)  # (B, C)
-    eigs, gaps = [], []
+    columns = {key: [] for key in Expected._fields}
     for t in range(T):
-        eps = torch.randn(S, B, Z, device=out.h.device, dtype=out.h.dtype, generator=generator)  # (S, B, Z)
-        if t == 0:
-            z, p_prev = eps, uniform
-        else:
-            mu, logvar = vae.encode(out.h[:, t - 1])  # (B, Z)
-            z, p_prev = mu + (0.5 * logvar).exp() * eps, out.logits[:, t - 1].softmax(-1)  # (S, B, Z), (B, C)
-        canvas = torch.sigmoid(vae.decode_canvas(z)).flatten(0, 1)  # (S*B, C_in, H, W)
+        h_prev = None if t == 0 else out.h[:, t - 1]  # (B, D)
+        canvas, means = imagine(vae, h_prev, samples=S, batch=B, imagination=imagination, generator=generator)
         state = tuple(s.repeat(S, 1) for s in model.state_before(out, t))  # each (S*B, D)
         l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
-        h = model.step(canvas, l, state)[0]  # (S*B, D)
-        p_next = model.classifier(h).softmax(-1).view(S, B, C)  # (S, B, C)
-        eig, gap = eig_from_samples(p_prev, p_next)
-        eigs.append(eig)
-        gaps.append(gap)
-    return torch.stack(eigs, 1), torch.stack(gaps, 1)  # (B, T), (B, T)
+        h = model.step(canvas.flatten(0, 1), l, state)[0]  # (S*B, D)
+        p_prev = uniform if t == 0 else out.logits[:, t - 1].softmax(-1)  # (B, C)
+        eig, gap = eig_from_samples(p_prev, model.classifier(h).softmax(-1).view(S, B, C))
+        columns["eig"].append(eig)
+        columns["gap"].append(gap)
+        columns["glimpse_nll"].append(glimpse_nll(model, x, means, out.l[:, t]))
+        if probes is not None:
+            p_prev = uniform if t == 0 else probe_beliefs(probes, t - 1, h_prev)
+            eig, gap = eig_from_samples(p_prev, probe_beliefs(probes, t, h).view(S, B, C))
+            columns["probe_eig"].append(eig)
+            columns["probe_gap"].append(gap)
+    return Expected(**{key: torch.stack(v, 1) if v else None for key, v in columns.items()})  # each (B, T)
 
 
 def fit_probe(h, y, *, num_classes, weight_decay=1e-4, max_iter=200):

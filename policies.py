@@ -5,9 +5,9 @@ most informative, and does looking there beat the location network?
     random   l_t ~ U[-1, 1]^2
     eig      l_t = the candidate of a G x G grid over [-1, 1]^2 (--eig_candidates G) with the
              largest expected information gain, EIG_t(l) = H(p_bar) - (1/S) sum_s H(p^s),
-             from S canvases x^s imagined by the VAE from the current state (z^s ~ q(z | h_{t-1});
-             before the first glimpse z^s ~ N(0, I), so the first location is the one most
-             informative under the VAE's prior: the same for every image up to sampling noise).
+             from S canvases x^s imagined by the VAE from the current state (`information.imagine`,
+             with the report's --imagine settings); before the first glimpse they are imagined
+             from the prior, so the first location is the same for every image up to sampling noise).
 
 Every policy runs the same frozen RAM (glimpse network, core, classifier); only where it
 looks changes. The eig policy is batched: per glimpse, the S imagined canvases of every image
@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from arguments import POLICIES
-from information import eig_from_samples, expected_information_gain, information_gain
+from information import Imagination, eig_from_samples, expected_information_gain, imagine, information_gain
 from model import Rollout
 from utils import GlimpseMeter
 
@@ -34,22 +34,18 @@ def candidate_grid(side, device=None):
 
 
 @torch.no_grad()
-def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=None):
+def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=None, imagination=Imagination()):
     """EIG (B, K) of a glimpse at each of the K candidate locations grid (K, 2), from the core
     state before it (a tuple of (B, D)) and the current belief p_prev (B, C) (None before the
-    first glimpse: the VAE's prior is then imagined)."""
+    first glimpse: the canvas is then imagined from the prior, `information.imagine`)."""
     h = state[0]
-    B, S, Z = h.shape[0], samples, vae.latent_size
-    eps = torch.randn(S, B, Z, device=h.device, dtype=h.dtype, generator=generator)  # (S, B, Z)
+    B, S = h.shape[0], samples
+    canvas, _ = imagine(vae, None if p_prev is None else h, samples=S, batch=B, imagination=imagination,
+                        generator=generator)  # (S, B, C_in, H, W)
     if p_prev is None:
-        z = eps
         C = model.classifier.fc.out_features
         p_prev = torch.full((B, C), 1.0 / C, device=h.device, dtype=h.dtype)  # (B, C)
-    else:
-        mu, logvar = vae.encode(h)  # (B, Z)
-        z = mu + (0.5 * logvar).exp() * eps  # (S, B, Z)
-    canvas = torch.sigmoid(vae.decode_canvas(z)).flatten(0, 1)  # (S*B, C_in, H, W)
-    prepared = model.retina.prepare(canvas)
+    prepared = model.retina.prepare(canvas.flatten(0, 1))  # of S*B canvases
     repeated = tuple(s.repeat(S, 1) for s in state)  # each (S*B, D)
     eigs = []
     for l in grid:
@@ -61,7 +57,8 @@ def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=Non
 
 
 @torch.no_grad()
-def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, samples=8, generator=None):
+def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, samples=8, generator=None,
+                   imagination=Imagination()):
     """T glimpses of the frozen RAM on x (B, C_in, H, W) with locations from `policy`; a
     `Rollout` with h, c, logits, l (for random and eig, mu, log_pi and b are None: no policy
     gradient here)."""
@@ -80,8 +77,8 @@ def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, sampl
         if policy == "random":
             l = torch.rand(B, 2, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1  # (B, 2)
         else:
-            best = eig_per_candidate(model, vae, state, p_prev, grid, samples=samples,
-                                     generator=generator).argmax(1)  # (B,)
+            best = eig_per_candidate(model, vae, state, p_prev, grid, samples=samples, generator=generator,
+                                     imagination=imagination).argmax(1)  # (B,)
             l = grid[best]  # (B, 2)
         state = model.look(prepared, l, state)
         p_prev = model.classifier(state[0]).softmax(-1)  # (B, C)
@@ -94,7 +91,7 @@ def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, sampl
 
 
 @torch.no_grad()
-def compare_policies(config, model, vae, loader, device, policies, *, max_images=0):
+def compare_policies(config, model, vae, loader, device, policies, *, max_images=0, imagination=Imagination()):
     """Per policy, over the images of loader (the first max_images, 0: all): accuracy after
     each glimpse t, realised IG_t and the mutual-information EIG_t at the locations it chose
     (a fresh estimate, not the score it chose by), means and standard errors, and the wall
@@ -113,10 +110,10 @@ def compare_policies(config, model, vae, loader, device, policies, *, max_images
                 x, y = x[:max_images - n], y[:max_images - n]
             x, y = x.to(device), y.to(device)
             rollout = policy_rollout(model, x, config.num_glimpses, policy=policy, vae=vae, grid=grid,
-                                     samples=config.eig_samples, generator=generator)
+                                     samples=config.eig_samples, generator=generator, imagination=imagination)
             probs = rollout.logits.softmax(-1)  # (B, T, C)
-            eig, _ = expected_information_gain(model, vae, rollout, x, samples=config.eig_samples,
-                                               generator=generator)
+            eig = expected_information_gain(model, vae, rollout, x, samples=config.eig_samples, generator=generator,
+                                            imagination=imagination).eig
             meter.update(accuracy=(probs.argmax(-1) == y[:, None]).float(), ig=information_gain(probs), eig=eig)
             n += x.shape[0]
         out[policy] = {key + suffix: getattr(meter, fn)(key) for key in ("accuracy", "ig", "eig")

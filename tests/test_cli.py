@@ -40,9 +40,16 @@ def test_smoke_train_then_test(run_cli, tmp_path):
     assert metrics["val_accuracy"] > 0
     for key in ("accuracy", "entropy", "ig", "ig_se", "eig", "eig_se", "eig_gap", "eig_gap_se", "eig_over_ig",
                 "ece", "nll", "ece_scaled", "nll_scaled", "temperature", "recon_mse", "recon_mse_se", "recon_bce",
-                "probe_accuracy", "probe_nll", "probe_ece"):
+                "probe_accuracy", "probe_nll", "probe_ece", "probe_ig", "probe_eig", "probe_eig_gap",
+                "probe_eig_over_ig", "glimpse_nll", "glimpse_nll_se"):
         assert len(metrics["per_glimpse"][key]) == 3, key
     g = metrics["per_glimpse"]
+    imagined = metrics["imagination"]  # the defaults: Bernoulli draws, the data prior, the width chosen on validation
+    assert imagined["draw"] == "bernoulli" and imagined["prior"] == "data"
+    nll = imagined["validation_glimpse_nll"]
+    assert set(nll) == {"1", "2", "3", "5"} and imagined["scale"] == float(min(nll, key=nll.get))
+    assert "posterior width chosen on validation" in test.stdout
+    assert all(v >= 0 for v in g["probe_eig"] + g["probe_eig_gap"] + g["glimpse_nll"])
     assert all(v >= 0 for v in g["eig"] + g["eig_gap"]) and all(0 <= v <= 1 for v in g["ece"])
     assert sum(map(sum, metrics["reliability"]["count"])) == 3 * 256
     assert metrics["train_config"]["epochs"] == 1 and metrics["config"]["is_train"] is False
@@ -100,6 +107,8 @@ def one_line_error(result, *needles):
     (["--patch_size=16", "--num_patches=3", "--glimpse_scale=2"], "largest retina patch"),
     (["--data_type=imagenet"], "--data_type"),
     (["--run_name=../x"], "--run_name"),
+    (["--imagine_scale=wide"], "--imagine_scale"),
+    (["--imagine_scale=-1"], "--imagine_scale"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_cli, tmp_path, args, needle):
     result = run_cli(*args)

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from arguments import ConfigError
 from conftest import tiny_ram
-from information import (calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
-                         fit_temperature, information_gain, kl_categorical)
+from information import (Imagination, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
+                         fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical)
 from utils import atomic_save
 from vae import (VAE_FORMAT, HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states,
                  kl_divergence, load_vae, normalise_settings, reconstruction_errors, save_vae, train_vae)
@@ -381,7 +381,7 @@ def test_expected_information_gain_runs_and_is_finite_and_non_negative(core_net_
     x = torch.rand(B, 1, 28, 28)
     out = hidden_states(model, x, 4)
     assert (out.c is None) == (core_net_type == "rnn")
-    eig, gap = expected_information_gain(model, vae, out, x, samples=8)
+    eig, gap = expected_information_gain(model, vae, out, x, samples=8)[:2]
     assert eig.shape == gap.shape == (B, 4)
     assert torch.isfinite(eig).all() and torch.isfinite(gap).all()
     assert (eig >= 0).all() and (gap >= 0).all() and eig.sum() > 0
@@ -394,15 +394,18 @@ def test_eig_is_exactly_zero_when_the_classifier_ignores_its_input():
         model.classifier.fc.bias.zero_()
     x = torch.rand(3, 1, 28, 28)
     out = hidden_states(model, x, 3)
-    eig, gap = expected_information_gain(model, vae, out, x, samples=6)
+    eig, gap = expected_information_gain(model, vae, out, x, samples=6)[:2]
     assert eig.abs().max() < 1e-6 and gap.abs().max() < 1e-6
 
 
 @pytest.mark.parametrize("core_net_type", ["rnn", "lstm"])
 @pytest.mark.parametrize("canvas_shape, clean_shape", [((1, 40, 40), (1, 28, 28)), ((3, 30, 50), (3, 30, 50))],
                          ids=["grey-with-canvas-head", "rgb-30x50"])
-def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shape, clean_shape):
-    """Per glimpse, per sample, per image: decode, glimpse, classify, KL; then mean over s."""
+@pytest.mark.parametrize("drawn", [False, True], ids=["mean-image", "bernoulli-prior-scale2"])
+def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shape, clean_shape, drawn):
+    """Per glimpse, per sample, per image: imagine, glimpse, classify (and probe), KL; then mean
+    over s. The default imagination (mean images, z ~ N(0, I) first) and the report's
+    (Bernoulli draws, the first canvas from a prior of real canvases, a wider posterior)."""
     model = tiny_ram(seed=0, core_net_type=core_net_type, in_channels=canvas_shape[0])
     vae = tiny_vae(canvas_shape, clean_shape=clean_shape)
     with torch.no_grad():  # sharper beliefs and more varied canvases: an EIG well above rounding
@@ -411,34 +414,94 @@ def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shap
             p.mul_(3)
     B, T, S = 3, 3, 4
     x = torch.rand(B, *canvas_shape)
+    prior = torch.rand(5, *canvas_shape)
+    imagination = Imagination(bernoulli=True, scale=2.0, prior=prior) if drawn else Imagination()
+    probes = [(3 * torch.randn(C, D, generator=torch.Generator().manual_seed(t)), torch.randn(C)) for t in range(T)]
     out = hidden_states(model, x, T)
-    fast, fast_gap = expected_information_gain(model, vae, out, x, samples=S,
-                                               generator=torch.Generator().manual_seed(7))
+    fast = expected_information_gain(model, vae, out, x, samples=S, generator=torch.Generator().manual_seed(7),
+                                     imagination=imagination, probes=probes)
     g = torch.Generator().manual_seed(7)
-    slow, slow_gap = torch.zeros(B, T), torch.zeros(B, T)
+    slow = {key: torch.zeros(B, T) for key in ("eig", "gap", "glimpse_nll", "probe_eig", "probe_gap")}
+
+    def eig_gap(ps, p_prev):
+        p_bar = torch.stack(ps).mean(0)
+        eig = -(p_bar * p_bar.log()).sum() + torch.stack([(p * p.log()).sum() for p in ps]).mean()
+        return eig, (p_bar * (p_bar.log() - p_prev.log())).sum()
+
     with torch.no_grad():
         for t in range(T):
             eps = torch.randn(S, B, Z, generator=g)
+            if t == 0 and drawn:
+                means = prior[torch.randint(0, 5, (S * B,), generator=g)].view(S, B, *canvas_shape)
+                canvases = means
+            else:
+                means = torch.zeros(S, B, *canvas_shape)
+                for b in range(B):
+                    if t == 0:
+                        mu, std = torch.zeros(Z), torch.ones(Z)
+                    else:
+                        mu, logvar = vae.encode(out.h[b, t - 1])
+                        std = (0.5 * logvar).exp() * (2.0 if drawn else 1.0)
+                    for s in range(S):
+                        means[s, b] = torch.sigmoid(vae.decode_canvas(mu + std * eps[s, b]))
+                canvases = torch.bernoulli(means, generator=g) if drawn else means
             for b in range(B):
                 if t == 0:
-                    p_prev, mu, std = torch.full((C,), 1.0 / C), torch.zeros(Z), torch.ones(Z)
+                    p_prev = q_prev = torch.full((C,), 1.0 / C)
                     state = model.core.init_state(1, x.device, x.dtype)
                 else:
                     p_prev = out.logits[b, t - 1].softmax(-1)
-                    mu, logvar = vae.encode(out.h[b, t - 1])
-                    std = (0.5 * logvar).exp()
+                    W, bias = probes[t - 1]
+                    q_prev = (W @ out.h[b, t - 1] + bias).softmax(-1)
                     state = tuple(s[b:b + 1, t - 1] for s in (out.h, out.c) if s is not None)
-                ps = []
+                ps, qs, log_liks = [], [], []
+                real = model.retina.extract(x[b:b + 1], out.l[b:b + 1, t]).flatten()
                 for s in range(S):
-                    canvas = torch.sigmoid(vae.decode_canvas(mu + std * eps[s, b]))[None]  # (1, C_in, H, W)
-                    h = model.step(canvas, out.l[b:b + 1, t], state)[0]
+                    h = model.step(canvases[s, b][None], out.l[b:b + 1, t], state)[0]
                     ps.append(model.classifier(h)[0].softmax(-1))
-                p_bar = torch.stack(ps).mean(0)
-                slow[b, t] = -(p_bar * p_bar.log()).sum() + torch.stack([(p * p.log()).sum() for p in ps]).mean()
-                slow_gap[b, t] = (p_bar * (p_bar.log() - p_prev.log())).sum()
-    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-4)
-    torch.testing.assert_close(fast_gap, slow_gap, atol=1e-6, rtol=1e-4)
-    assert (fast > 1e-4).all(), fast  # far above the tolerance of the comparison
+                    W, bias = probes[t]
+                    qs.append((W @ h[0] + bias).softmax(-1))
+                    m = model.retina.extract(means[s, b][None], out.l[b:b + 1, t]).flatten().clamp(1e-4, 1 - 1e-4)
+                    log_liks.append((real * m.log() + (1 - real) * (1 - m).log()).sum())
+                slow["eig"][b, t], slow["gap"][b, t] = eig_gap(ps, p_prev)
+                slow["probe_eig"][b, t], slow["probe_gap"][b, t] = eig_gap(qs, q_prev)
+                slow["glimpse_nll"][b, t] = -(torch.stack(log_liks).logsumexp(0) - math.log(S))
+    for key, value in slow.items():
+        torch.testing.assert_close(getattr(fast, key), value, atol=1e-5, rtol=1e-4, msg=key)
+    assert fast.eig.mean() > 2e-4 and fast.probe_eig.mean() > 2e-4, fast  # 20x the tolerance
+
+
+def test_imagination_draws_pixels_widens_the_posterior_and_starts_from_the_prior():
+    vae = tiny_vae((1, 8, 8), clean_shape=(1, 8, 8))
+    h = torch.randn(2, D)
+    g = torch.Generator().manual_seed(0)
+    drawn, means = imagine(vae, h, samples=4000, batch=2, imagination=Imagination(bernoulli=True), generator=g)
+    assert set(drawn.unique().tolist()) <= {0.0, 1.0} and means.shape == drawn.shape == (4000, 2, 1, 8, 8)
+    torch.testing.assert_close(drawn.mean(0), means.mean(0), atol=0.04, rtol=0)  # draws of the means
+    mean_image, same = imagine(vae, h, samples=3, batch=2, generator=g)
+    assert mean_image is same and not set(mean_image.unique().tolist()) <= {0.0, 1.0}
+    # the spread of the decoded means grows with the posterior's width
+    spread = [imagine(vae, h, samples=2000, batch=2, imagination=Imagination(scale=k),
+                      generator=torch.Generator().manual_seed(1))[1].std(0).mean() for k in (1.0, 3.0)]
+    assert spread[1] > 1.5 * spread[0]
+    # before the first glimpse, with a prior: real canvases, unchanged whatever the draw
+    prior = torch.rand(6, 1, 8, 8)
+    first, first_means = imagine(vae, None, samples=5, batch=2, generator=g,
+                                 imagination=Imagination(bernoulli=True, prior=prior))
+    assert first is first_means
+    assert all(any(torch.equal(c, p) for p in prior) for c in first.flatten(0, 1))
+
+
+def test_the_glimpse_nll_prefers_an_imagination_that_contains_what_was_seen():
+    model = tiny_ram(seed=0).eval()
+    x = torch.rand(3, 1, 28, 28).round()
+    l = torch.zeros(3, 2)
+    other = torch.rand(4, 3, 1, 28, 28)
+    containing = torch.cat([other[:3], x[None]])  # one of the 4 imagined canvases is the real one
+    assert (glimpse_nll(model, x, containing, l) < glimpse_nll(model, x, other, l)).all()
+    # S copies of one canvas score as that canvas alone
+    torch.testing.assert_close(glimpse_nll(model, x, other[:1].expand(4, -1, -1, -1, -1), l),
+                               glimpse_nll(model, x, other[:1], l))
 
 
 def test_expected_information_gain_rejects_a_canvas_of_the_wrong_size():

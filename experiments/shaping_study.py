@@ -1,0 +1,98 @@
+"""The shaping study: HardAtt against HardAttRewardShaping, several seeds each, per glimpse.
+
+    bash experiments/paper_table.sh mnist SEED 100 HardAttRewardShaping   # train + test one run
+    python experiments/shaping_study.py --task mnist \\
+        --runs HardAtt=mnist_r1B,paper_mnist_s2,paper_mnist_s3 \\
+        --runs HardAttRewardShaping=paper_mnist_HardAttRewardShaping_s1,...
+
+reads report/<RUN>/metrics.json of each tested run, appends one line per run and glimpse to
+experiments/shaping_glimpses.csv (the numbers the README's table is made of, kept in git
+while report/ is not), and prints the table: per mode and glimpse t, the mean and standard
+deviation over seeds of the accuracy, IG, EIG, EIG gap and ECE of the RAM's own beliefs and
+the probe's accuracy, IG and EIG; then each mode's test error at M = 1.
+"""
+
+import argparse
+import csv
+import json
+import os
+import statistics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "experiments", "shaping_glimpses.csv")
+KEYS = ("accuracy", "ig", "eig", "eig_gap", "ece", "probe_accuracy", "probe_ig", "probe_eig")
+COLUMNS = ("task", "mode", "run", "seed", "t", *KEYS, "test_error_M1", "imagine")
+
+
+def read(run, report_dir):
+    path = os.path.join(report_dir, run, "metrics.json")
+    if not os.path.isfile(path):
+        raise SystemExit(f"shaping_study.py: no {path}: test the run first (python main.py --is_train=False ...)")
+    with open(path) as f:
+        return json.load(f)
+
+
+def rows(task, mode, run, report):
+    g = report["per_glimpse"]
+    imagined = report.get("imagination") or {}
+    imagine = f"{imagined.get('draw', 'mean')}/{imagined.get('prior', 'vae')}/x{imagined.get('scale', 1):g}"
+    seed = report["train_config"]["random_seed"]
+    for t in range(len(g["accuracy"])):
+        yield {"task": task, "mode": mode, "run": run, "seed": seed, "t": t + 1,
+               **{k: f"{g[k][t]:.5f}" if k in g else "" for k in KEYS},
+               "test_error_M1": f"{report['test_errors']['M=1']:.4f}", "imagine": imagine}
+
+
+def table(lines):
+    """Markdown: per mode and key, mean ± sd over seeds after each glimpse."""
+    modes = list(dict.fromkeys(r["mode"] for r in lines))
+    T = max(int(r["t"]) for r in lines)
+    out = ["| mode | quantity | " + " | ".join(f"t={t}" for t in range(1, T + 1)) + " |",
+           "|---|---|" + "---|" * T]
+    for key in KEYS:
+        for mode in modes:
+            cells = []
+            for t in range(1, T + 1):
+                v = [float(r[key]) for r in lines if r["mode"] == mode and int(r["t"]) == t and r[key] != ""]
+                if not v:
+                    cells.append("")
+                    continue
+                scale, spec = (100, ".2f") if "accuracy" in key else (1, ".3f")
+                sd = statistics.stdev(v) * scale if len(v) > 1 else 0.0
+                cells.append(f"{statistics.mean(v) * scale:{spec}} ± {sd:{spec}}")
+            out.append(f"| {mode} | {key}{' (%)' if 'accuracy' in key else ''} | " + " | ".join(cells) + " |")
+    for mode in modes:
+        errors = {r["run"]: float(r["test_error_M1"]) for r in lines if r["mode"] == mode}
+        out.append("")
+        out.append(f"{mode}: test error at M = 1 " + ", ".join(f"{100 * e:.2f}%" for e in errors.values())
+                   + f" (mean {100 * statistics.mean(errors.values()):.2f}%, n = {len(errors)})")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True, help="a label for the dataset, e.g. mnist or cluttered")
+    parser.add_argument("--runs", action="append", required=True, metavar="MODE=RUN,RUN",
+                        help="a mode and its runs (repeat per mode)")
+    parser.add_argument("--report_dir", default=os.path.join(ROOT, "report"))
+    parser.add_argument("--no_csv", action="store_true", help="print the table without appending to the CSV")
+    opts = parser.parse_args(argv)
+    lines = []
+    for spec in opts.runs:
+        mode, _, runs = spec.partition("=")
+        if not runs:
+            parser.error(f"--runs {spec}: expected MODE=RUN[,RUN...]")
+        for run in runs.split(","):
+            lines += list(rows(opts.task, mode, run, read(run, opts.report_dir)))
+    if not opts.no_csv:
+        new = not os.path.exists(OUT)
+        with open(OUT, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerows(lines)
+    print(table(lines))
+
+
+if __name__ == "__main__":
+    main()
