@@ -72,13 +72,18 @@ def record(task, args, results=RESULTS):
         "threads": os.environ.get("OMP_NUM_THREADS", "all"), "date": datetime.date.today().isoformat(),
         "commit": commit(), "command": "python main.py " + " ".join(args),
     }
-    new = not os.path.exists(results)
-    with open(results, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+    append_csv(results, COLUMNS, [row])
+    print(", ".join(f"{k}={v}" for k, v in row.items()))
+
+
+def append_csv(path, columns, rows):
+    """Append rows (dicts) to the CSV at path, with its header when the file is new."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
         if new:
             writer.writeheader()
-        writer.writerow(row)
-    print(", ".join(f"{k}={v}" for k, v in row.items()))
+        writer.writerows(rows)
 
 
 def table():

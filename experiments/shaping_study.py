@@ -13,10 +13,12 @@ the probe's accuracy, IG and EIG; then each mode's test error at M = 1.
 """
 
 import argparse
-import csv
 import json
 import os
 import statistics
+import sys
+
+from record import append_csv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "experiments", "shaping_glimpses.csv")
@@ -27,7 +29,9 @@ COLUMNS = ("task", "mode", "run", "seed", "t", *KEYS, "test_error_M1", "imagine"
 def read(run, report_dir):
     path = os.path.join(report_dir, run, "metrics.json")
     if not os.path.isfile(path):
-        raise SystemExit(f"shaping_study.py: no {path}: test the run first (python main.py --is_train=False ...)")
+        print(f"shaping_study.py: error: no {path}: test the run first (python main.py --is_train=False ...)",
+              file=sys.stderr)
+        sys.exit(2)
     with open(path) as f:
         return json.load(f)
 
@@ -85,12 +89,7 @@ def main(argv=None):
         for run in runs.split(","):
             lines += list(rows(opts.task, mode, run, read(run, opts.report_dir)))
     if not opts.no_csv:
-        new = not os.path.exists(OUT)
-        with open(OUT, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerows(lines)
+        append_csv(OUT, COLUMNS, lines)
     print(table(lines))
 
 
