@@ -22,7 +22,7 @@ import folders
 from arguments import ConfigError
 from faults import Stopped
 from information import (Imagination, calibration, expected_information_gain, fit_probe, fit_temperature,
-                         information_gain)
+                         information_gain, probe_logits, spread_check)
 from plots import animate_glimpses, draw_report, plot_curves, plot_image_explanation
 from policies import compare_policies
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
@@ -253,8 +253,9 @@ def imagination_settings(config, model, vae, data, device, *, prior_images=2000,
 
     The prior is the first `prior_images` training canvases (in order). With
     --imagine_scale=auto the posterior width is the one of SCALES whose imagined glimpses best
-    predict the real ones (`information.glimpse_nll`, mean over glimpses) on the first
-    `valid_images` validation images: chosen on validation, never on the test set."""
+    predict the real ones (`information.spread_check`, mean over the glimpses after the
+    first) on the first `valid_images` validation images: chosen on validation, never on the
+    test set."""
     prior = None
     if config.imagine_prior == "data":
         train = data.loaders["train"].dataset
@@ -273,15 +274,15 @@ def imagination_settings(config, model, vae, data, device, *, prior_images=2000,
         total, n = 0.0, 0
         for chunk in x.split(config.batch_size):
             out = model.rollout(chunk, config.num_glimpses)
-            expected = expected_information_gain(model, vae, out, chunk, samples=config.eig_samples,
-                                                 imagination=make(scale=scale))
-            total += float(expected.glimpse_nll[:, 1:].mean(1).sum())  # after the first glimpse: where q matters
+            nll_t = spread_check(model, vae, out, chunk, samples=config.eig_samples, imagination=make(scale=scale))
+            total += float(nll_t[:, 1:].mean(1).sum())  # after the first glimpse: where q matters
             n += chunk.shape[0]
         nll[scale] = total / n
     scale = min(nll, key=nll.get)
     print("imagination: posterior width chosen on validation by the NLL of the real glimpse: "
           + ", ".join(f"x{k:g} {v:.2f}" for k, v in nll.items()) + f" -> x{scale:g}")
-    return make(scale=scale), {**settings, "scale": scale, "validation_glimpse_nll": {f"{k:g}": v for k, v in nll.items()}}
+    chosen = {**settings, "scale": scale, "validation_glimpse_nll": {f"{k:g}": v for k, v in nll.items()}}
+    return make(scale=scale), chosen
 
 
 @torch.no_grad()
@@ -334,7 +335,7 @@ def explain(config, model, vae, loader, device, *, temperatures=None, probes=Non
         scaled_confidences.append(scaled.max(-1).values.exp().cpu())
         corrects.append((predicted == y[:, None]).cpu())
         if probes:
-            probe = torch.stack([out.h[:, t] @ W.T + b for t, (W, b) in enumerate(probes)], 1).log_softmax(-1)
+            probe = torch.stack([probe_logits(probes, t, out.h[:, t]) for t in range(len(probes))], 1).log_softmax(-1)
             probe_confidence, probe_predicted = probe.max(-1)  # (B, T) each
             probe_correct = probe_predicted == y[:, None]
             meter.update(probe_accuracy=probe_correct.float(), probe_nll=-probe.gather(2, label)[..., 0],

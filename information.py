@@ -111,7 +111,8 @@ class Imagination:
                pixel (the VAE's likelihood), not its mean image: a draw of what could be seen,
                which the mutual information needs (False: the mean image, as before 2026-11-30);
     scale      z^s = mu + scale * sigma * eps: widens q(z | h_{t-1}) when > 1 (the VAE's
-               posterior is over-certain; `choose_scale` picks it on validation images);
+               posterior is over-certain; `explain.imagination_settings` picks it on
+               validation images by the `spread_check`);
     prior      before the first glimpse nothing is known, so the canvas is imagined from the
                prior predictive: canvases drawn at random from `prior` (N, C_in, H, W), real
                training canvases, when given; else z^s ~ N(0, I) decoded (and drawn when bernoulli).
@@ -171,10 +172,25 @@ def glimpse_nll(model, real, means, l):
     return math.log(S) - log_lik.logsumexp(0)
 
 
-def probe_beliefs(probes, t, h):
-    """softmax(W_t h + b_t) of the linear probe of glimpse t (`fit_probe`): (..., D) -> (..., C)."""
+def probe_logits(probes, t, h):
+    """W_t h + b_t, the logits of the linear probe of glimpse t (`fit_probe`): (..., D) -> (..., C)."""
     W, b = probes[t]
-    return (h @ W.T + b).softmax(-1)
+    return h @ W.T + b
+
+
+@torch.no_grad()
+def spread_check(model, vae, out, x, *, samples, imagination=Imagination(), generator=None):
+    """The `glimpse_nll` (B, T) of every glimpse of a rollout under the canvases imagined
+    before it, exactly as `expected_information_gain` imagines them (the same random numbers
+    in the same order), without running the RAM on them: what choosing the imagination needs."""
+    vae.eval()
+    B, T = out.l.shape[:2]
+    nll = []
+    for t in range(T):
+        h_prev = None if t == 0 else out.h[:, t - 1]  # (B, D)
+        _, means = imagine(vae, h_prev, samples=samples, batch=B, imagination=imagination, generator=generator)
+        nll.append(glimpse_nll(model, x, means, out.l[:, t]))
+    return torch.stack(nll, 1)  # (B, T)
 
 
 @torch.no_grad()
@@ -226,8 +242,8 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
         columns["gap"].append(gap)
         columns["glimpse_nll"].append(glimpse_nll(model, x, means, out.l[:, t]))
         if probes is not None:
-            p_prev = uniform if t == 0 else probe_beliefs(probes, t - 1, h_prev)
-            eig, gap = eig_from_samples(p_prev, probe_beliefs(probes, t, h).view(S, B, C))
+            p_prev = uniform if t == 0 else probe_logits(probes, t - 1, h_prev).softmax(-1)
+            eig, gap = eig_from_samples(p_prev, probe_logits(probes, t, h).softmax(-1).view(S, B, C))
             columns["probe_eig"].append(eig)
             columns["probe_gap"].append(gap)
     return Expected(**{key: torch.stack(v, 1) if v else None for key, v in columns.items()})  # each (B, T)

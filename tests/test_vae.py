@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from arguments import ConfigError
 from conftest import tiny_ram
 from information import (Imagination, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
-                         fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical)
+                         fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical,
+                         spread_check)
 from utils import atomic_save
 from vae import (VAE_FORMAT, HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states,
                  kl_divergence, load_vae, normalise_settings, reconstruction_errors, save_vae, train_vae)
@@ -469,6 +470,21 @@ def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shap
     for key, value in slow.items():
         torch.testing.assert_close(getattr(fast, key), value, atol=1e-5, rtol=1e-4, msg=key)
     assert fast.eig.mean() > 2e-4 and fast.probe_eig.mean() > 2e-4, fast  # 20x the tolerance
+
+
+@pytest.mark.parametrize("drawn", [False, True], ids=["mean-image", "bernoulli-prior-scale2"])
+def test_the_spread_check_is_the_glimpse_nll_of_the_eig_estimator(drawn):
+    """Without running the RAM on the imagined canvases, the same random numbers in the same order."""
+    model, vae = tiny_ram(seed=0, core_net_type="lstm"), tiny_vae()
+    x = torch.rand(3, 1, 28, 28)
+    imagination = Imagination(bernoulli=True, scale=2.0, prior=torch.rand(5, 1, 28, 28)) if drawn else Imagination()
+    out = hidden_states(model, x, 3)
+    expected = expected_information_gain(model, vae, out, x, samples=4, imagination=imagination,
+                                         generator=torch.Generator().manual_seed(3))
+    check = spread_check(model, vae, out, x, samples=4, imagination=imagination,
+                         generator=torch.Generator().manual_seed(3))
+    assert check.shape == (3, 3)
+    torch.testing.assert_close(check, expected.glimpse_nll, atol=0, rtol=0)
 
 
 def test_imagination_draws_pixels_widens_the_posterior_and_starts_from_the_prior():
