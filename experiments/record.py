@@ -17,6 +17,7 @@ import csv
 import datetime
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from arguments import get_config  # noqa: E402
+from arguments import MODEL_FIELDS, TRAINING_FIELDS, get_config  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "experiments", "results.csv")
 COLUMNS = ("task", "run", "seed", "epochs", "best_epoch", "val_error", "test_error_M1",
@@ -86,37 +87,49 @@ def append_csv(path, columns, rows):
         writer.writerows(rows)
 
 
-def table():
-    """Markdown: per task, the paper's figure, then mean (min-max) over seeds of our test error;
-    then every run."""
-    if not os.path.isfile(RESULTS):
-        print(f"record.py: error: no results yet at {RESULTS}: run experiments/paper_table.sh first",
+def recipe(row):
+    """What a result line's run was trained with, but for its seed: (key, label). The key holds
+    every model and training setting of its command; the label names those that differ from
+    main.py's defaults for its data type (e.g. "--std 0.2"), "defaults" when none do."""
+    config = get_config(shlex.split(row["command"])[2:])  # "python main.py ARGS"
+    default = get_config(["--data_type", config.data_type, "--num_glimpses", str(config.num_glimpses)])
+    fields = [k for k in MODEL_FIELDS + TRAINING_FIELDS if k != "random_seed"]
+    key = tuple(getattr(config, k) for k in fields)
+    changed = [f"--{k} {getattr(config, k)}" for k in fields if getattr(config, k) != getattr(default, k)]
+    return key, " ".join(changed) or "defaults"
+
+
+def table(results=RESULTS):
+    """Markdown: per task, the paper's figure, then mean (min-max) over seeds of our test error,
+    one line per recipe and epoch budget; then every run."""
+    if not os.path.isfile(results):
+        print(f"record.py: error: no results yet at {results}: run experiments/paper_table.sh first",
               file=sys.stderr)
         sys.exit(2)
-    with open(RESULTS) as f:
+    with open(results) as f:
         rows = list(csv.DictReader(f))
-    lines = ["| task | paper | best public | ours, M=1 (seeds) | ours, policy mean | ours, M=10 | epochs | wall per run |",
-             "|---|---|---|---|---|---|---|---|"]
-    # One line per task and epoch budget: seeds of one recipe are averaged, budgets are not.
-    groups = []
+    lines = ["| task | paper | best public | ours, M=1 (seeds) | ours, policy mean | ours, M=10 | epochs "
+             "| recipe | wall per run |", "|---|---|---|---|---|---|---|---|---|"]
+    # One line per task, recipe and epoch budget: seeds of one recipe are averaged, budgets
+    # and recipes are not.
     for task, (paper, public) in PAPER.items():
-        budgets = sorted({r["epochs"] for r in rows if r["task"] == task}, key=int) or [None]
-        groups += [(task, paper, public, epochs) for epochs in budgets]
-    for task, paper, public, epochs in groups:
-        runs = [r for r in rows if r["task"] == task and r["epochs"] == epochs]
-        if not runs:
-            lines.append(f"| {task} | {paper} | {public} | not trained | | | | |")
-            continue
+        groups = {}
+        for r in rows:
+            if r["task"] == task:
+                key, label = recipe(r)
+                groups.setdefault((int(r["epochs"]), key), (label, []))[1].append(r)
+        if not groups:
+            lines.append(f"| {task} | {paper} | {public} | not trained | | | | | |")
+        for (epochs, _), (label, runs) in sorted(groups.items(), key=lambda g: (g[0][0], g[1][0])):
+            def spread(key):
+                v = [100 * float(r[key]) for r in runs]
+                mean = sum(v) / len(v)
+                return f"{mean:.2f}%" + (f" ({min(v):.2f}-{max(v):.2f}%, n={len(v)})" if len(v) > 1 else "")
 
-        def spread(key):
-            v = [100 * float(r[key]) for r in runs]
-            mean = sum(v) / len(v)
-            return f"{mean:.2f}%" + (f" ({min(v):.2f}-{max(v):.2f}%, n={len(v)})" if len(v) > 1 else "")
-
-        walls = [float(r["train_wall_min"]) for r in runs]
-        lines.append(f"| {task} | {paper} | {public} | {spread('test_error_M1')} | {spread('test_error_policy_mean')} "
-                     f"| {spread('test_error_M10')} | {epochs} "
-                     f"| {min(walls):.0f}{f'-{max(walls):.0f}' if len(walls) > 1 else ''} min |")
+            walls = [float(r["train_wall_min"]) for r in runs]
+            lines.append(f"| {task} | {paper} | {public} | {spread('test_error_M1')} "
+                         f"| {spread('test_error_policy_mean')} | {spread('test_error_M10')} | {epochs} "
+                         f"| {label} | {min(walls):.0f}{f'-{max(walls):.0f}' if len(walls) > 1 else ''} min |")
     lines += ["", "| task | run | seed | epochs | best epoch | val error | test M=1 | policy mean | M=10 | train wall "
               "| commit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -141,7 +154,7 @@ if __name__ == "__main__":
                              "the paper table's)")
     opts = parser.parse_args(own)
     if opts.table:
-        table()
+        table(opts.results)
     elif opts.task and passed:
         record(opts.task, passed, os.path.abspath(opts.results))
     else:
