@@ -3,6 +3,11 @@ without optimizer and RNG state (they only matter to continue training: the file
 a third), the run's config.json and its report's metrics.json as report_metrics.json.
 
     python experiments/ship.py RUN [RUN ...]     # from ckpt/RUN and report/RUN
+    python experiments/ship.py --vae_fp16 RUN    # the VAE's weights stored in float16
+
+--vae_fp16 halves the VAE file, most of a large canvas's run (its decoder has one output per
+canvas pixel: 23 MB of float32 at 100x100). It is loaded back into the float32 model, so
+only the stored weights are rounded (about 3 significant digits); the RAM is never halved.
 
 The shipped RAM loads with `python main.py --is_train=False --ckpt_dir models --run_name RUN`
 (plus the run's model flags when they differ from the defaults; see models/README.md).
@@ -22,9 +27,10 @@ from utils import atomic_save  # noqa: E402
 
 
 def ship(run, ckpt_dir=os.path.join(ROOT, "ckpt"), report_dir=os.path.join(ROOT, "report"),
-         models_dir=os.path.join(ROOT, "models")):
-    """Copy run into models_dir/run; a missing input or an already shipped run is a
-    ConfigError, raised before anything is written."""
+         models_dir=os.path.join(ROOT, "models"), vae_fp16=False):
+    """Copy run into models_dir/run (the VAE's floating-point weights in float16 with
+    vae_fp16); a missing input or an already shipped run is a ConfigError, raised before
+    anything is written."""
     out = os.path.join(models_dir, run)
     sources = [os.path.join(ckpt_dir, run, name) for name in ("best.pt", "vae.pt", "config.json")]
     sources.append(os.path.join(report_dir, run, "metrics.json"))
@@ -36,17 +42,22 @@ def ship(run, ckpt_dir=os.path.join(ROOT, "ckpt"), report_dir=os.path.join(ROOT,
     os.makedirs(out)
     for name, drop in (("best.pt", ("optimizer", "scheduler", "rng")), ("vae.pt", ("optimizer", "rng"))):
         state = torch.load(os.path.join(ckpt_dir, run, name), map_location="cpu", weights_only=True)
-        atomic_save({k: (None if k in drop else v) for k, v in state.items()}, os.path.join(out, name))
+        state = {k: (None if k in drop else v) for k, v in state.items()}
+        if name == "vae.pt" and vae_fp16:
+            state["vae"] = {k: v.half() if v.is_floating_point() else v for k, v in state["vae"].items()}
+        atomic_save(state, os.path.join(out, name))
     shutil.copyfile(os.path.join(ckpt_dir, run, "config.json"), os.path.join(out, "config.json"))
     shutil.copyfile(os.path.join(report_dir, run, "metrics.json"), os.path.join(out, "report_metrics.json"))
     print(f"[*] shipped {run} in {out}")
 
 
-def main(runs):
-    if not runs:
-        raise ConfigError("usage: python experiments/ship.py RUN [RUN ...]")
+def main(argv):
+    vae_fp16 = "--vae_fp16" in argv
+    runs = [arg for arg in argv if arg != "--vae_fp16"]
+    if not runs or any(run.startswith("-") for run in runs):
+        raise ConfigError("usage: python experiments/ship.py [--vae_fp16] RUN [RUN ...]")
     for run in runs:
-        ship(run)
+        ship(run, vae_fp16=vae_fp16)
 
 
 if __name__ == "__main__":

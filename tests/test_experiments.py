@@ -22,6 +22,41 @@ def test_ship_refuses_a_missing_run_and_an_already_shipped_one():
     assert sorted(os.listdir(os.path.join(ROOT, "models"))) == before
 
 
+def test_ship_can_store_the_vae_in_float16_and_it_loads_back(tmp_path):
+    """--vae_fp16 halves the VAE's weights on disk; they load into the float32 model and decode
+    as the float32 weights do, to the rounding of float16. The RAM is copied untouched."""
+    import importlib.util
+
+    import torch
+
+    from vae import HiddenStateVAE, load_vae, save_vae
+
+    spec = importlib.util.spec_from_file_location("ship", os.path.join(ROOT, "experiments", "ship.py"))
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    torch.manual_seed(0)
+    vae = HiddenStateVAE(hidden_size=16, latent_size=4, vae_hidden=32, canvas_shape=(1, 40, 40))
+    (tmp_path / "ckpt" / "r").mkdir(parents=True)
+    (tmp_path / "report" / "r").mkdir(parents=True)
+    ram = {"model": {"w": torch.randn(3, 3)}, "optimizer": {"state": 1}, "scheduler": None, "rng": 1}
+    torch.save(ram, tmp_path / "ckpt" / "r" / "best.pt")
+    save_vae(str(tmp_path / "ckpt" / "r" / "vae.pt"), vae, torch.optim.Adam(vae.parameters()), 2, {"vae_beta": 1.0})
+    (tmp_path / "ckpt" / "r" / "config.json").write_text("{}")
+    (tmp_path / "report" / "r" / "metrics.json").write_text("{}")
+    ship.ship("r", ckpt_dir=str(tmp_path / "ckpt"), report_dir=str(tmp_path / "report"),
+              models_dir=str(tmp_path / "models"), vae_fp16=True)
+    out = tmp_path / "models" / "r"
+    stored = torch.load(out / "vae.pt", weights_only=True)
+    assert {v.dtype for v in stored["vae"].values()} == {torch.float16} and stored["optimizer"] is None
+    assert torch.equal(torch.load(out / "best.pt", weights_only=True)["model"]["w"], ram["model"]["w"])
+    loaded, _ = load_vae(str(out / "vae.pt"), torch.device("cpu"), expected=vae.settings)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    z = torch.randn(5, 4)
+    with torch.no_grad():
+        want, got = vae.decode_canvas(z), loaded.decode_canvas(z)
+    assert not torch.equal(got, want) and torch.allclose(got, want, atol=2e-3)
+
+
 def test_paper_table_refuses_an_unknown_or_missing_task():
     for argv in ([], ["mnist60"]):
         done = subprocess.run(["bash", os.path.join(ROOT, "experiments", "paper_table.sh"), *argv],

@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Categorical, Normal
 from torch.utils.data import DataLoader, TensorDataset
 
-from arguments import ConfigError
+from arguments import DATASETS, ConfigError
 from conftest import tiny_ram
 from information import (Imagination, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
                          fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical,
@@ -697,7 +697,7 @@ def test_shipped_vaes_load_and_match_a_vae_built_today(run):
     explanation builds it: same settings, same ram_epoch and beta, weights that fit."""
     with open(os.path.join(ROOT, "models", run, "config.json")) as f:
         config = json.load(f)
-    side = {"mnist": 28, "translated": 60, "cluttered": 60}[config.get("data_type", "mnist")]
+    side = DATASETS[config.get("data_type", "mnist")]["image_size"]
     fresh = HiddenStateVAE(hidden_size=config["hidden_size"], latent_size=config.get("latent_size", 32),
                            vae_hidden=config.get("vae_hidden", 512), canvas_shape=(1, side, side))
     saved = torch.load(os.path.join(ROOT, "models", run, "vae.pt"), map_location="cpu", weights_only=True)
