@@ -128,6 +128,8 @@ def test_checkpoint_errors_are_clear_and_destroy_nothing(run_cli, tmp_path):
     one_line_error(run_cli(*SMALL, "--epochs=1", "--run_name=r"), "--resume=True")
     # Different model settings name the differing field.
     one_line_error(run_cli(*SMALL, "--hidden_size=48", "--is_train=False", "--run_name=r"), "hidden_size")
+    # A run of the std 0.05 of before 2026-11-30, tested without --std, is told so.
+    one_line_error(run_cli(*SMALL, "--std=0.05", "--is_train=False", "--run_name=r"), "std=0.1 in the checkpoint but 0.05")
     one_line_error(run_cli(*SMALL, "--hidden_size=48", "--epochs=2", "--resume=True", "--run_name=r"),
                    "hidden_size")
     # A resume may not change how the run learns either; a test may.
@@ -186,6 +188,15 @@ def test_explicit_flags_win_over_the_preset_and_name_the_run():
     assert (config.core_net_type, config.reward, config.training_mode) == ("lstm", "infogain", "reinforce")
     assert config.run_name == "ram_6_8x8_1_1_mnist_HardAttRewardShaping_lstm"
     assert get_config([]).run_name == "ram_6_8x8_1_1_mnist_HardAtt"
+
+
+def test_the_location_std_defaults_per_data_type_and_the_flag_wins():
+    from arguments import DATA_TYPES, LOCATION_STD, get_config
+
+    assert set(LOCATION_STD) == set(DATA_TYPES)
+    assert get_config([]).std == 0.1
+    assert get_config(["--data_type=cluttered", "--num_glimpses=8"]).std == 0.2
+    assert get_config(["--data_type=cluttered", "--std=0.05"]).std == 0.05
 
 
 def test_batch_size_one_trains_and_reports(run_main, tmp_path):
