@@ -63,6 +63,7 @@ _FALSE = {"false", "0", "no", "n", "f"}
 MODEL_FIELDS = (
     "data_type", "num_glimpses", "patch_size", "glimpse_scale", "num_patches",
     "glimpse_hidden", "loc_hidden", "hidden_size", "core_net_type", "std", "locator_hidden",
+    "first_glimpse",
 )
 
 
@@ -79,7 +80,8 @@ TRAINING_FIELDS = (
 RESUME_MAY_CHANGE = ("epochs", "train_patience", "M", "precision", "use_gpu")
 
 # Fields added after checkpoints were first shipped, with the value those checkpoints used.
-LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau", "max_grad_norm": 0.0}
+LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau", "max_grad_norm": 0.0,
+                   "first_glimpse": "learned"}
 
 
 class ConfigError(ValueError):
@@ -154,6 +156,11 @@ def build_parser():
     r.add_argument("--std", type=float, default=None,
                    help="std of the Gaussian location policy (mnist, mnist-clut and folder 0.1; "
                         "translated, cluttered and cluttered100 0.2; before 2026-11-30 0.05 for all)")
+    r.add_argument("--first_glimpse", default="learned", choices=["learned", "random"],
+                   help="where glimpse 1 looks: learned (the location network's mean from h_0 = 0, "
+                        "plus the noise) or random (uniform over [-1, 1]^2 for every image, at train "
+                        "and test time, as the PyTorch reference does; not a policy action, so it has "
+                        "no REINFORCE term)")
     r.add_argument("--M", type=int, default=1, help="Monte-Carlo rollouts per image averaged at validation/test")
     r.add_argument("--actor_weight", type=float, default=1.0, help="weight of the REINFORCE term in the hybrid loss")
     r.add_argument("--critic_weight", type=float, default=1.0, help="weight of the baseline MSE in the hybrid loss")

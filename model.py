@@ -33,13 +33,18 @@ class Rollout(NamedTuple):
 class RecurrentAttention(nn.Module):
     """Glimpse at l_t ~ pi(. | h_{t-1}), update h_t, classify from h_t; t = 1..T.
 
-    h_0 = 0, so the first location's mean tanh(b_l) is learnt like every other.
+    h_0 = 0, so the first location's mean tanh(b_l) is learnt like every other; with
+    first_glimpse="random" the first location is instead uniform over [-1, 1]^2 (not a
+    policy action: mu_1 = l_1 and log_pi_1 = 0, so it has no REINFORCE term).
     """
 
     def __init__(self, *, in_channels, num_classes, patch_size, num_patches, glimpse_scale,
                  glimpse_hidden, loc_hidden, hidden_size, std, core_net_type="rnn", reinforce_core=False,
-                 locator_hidden=0):
+                 locator_hidden=0, first_glimpse="learned"):
         super().__init__()
+        if first_glimpse not in ("learned", "random"):
+            raise ValueError(f"first_glimpse must be learned or random, not {first_glimpse!r}")
+        self.first_glimpse = first_glimpse
         self.retina = Retina(patch_size=patch_size, num_patches=num_patches, glimpse_scale=glimpse_scale)
         self.glimpse = GlimpseNetwork(phi_size=in_channels * self.retina.out_size,
                                       glimpse_hidden=glimpse_hidden, loc_hidden=loc_hidden,
@@ -60,13 +65,15 @@ class RecurrentAttention(nn.Module):
                    glimpse_scale=config.glimpse_scale, glimpse_hidden=config.glimpse_hidden,
                    loc_hidden=config.loc_hidden, hidden_size=config.hidden_size,
                    std=config.std, core_net_type=config.core_net_type,
-                   reinforce_core=config.reinforce_core, locator_hidden=config.locator_hidden)
+                   reinforce_core=config.reinforce_core, locator_hidden=config.locator_hidden,
+                   first_glimpse=config.first_glimpse)
 
     def rollout(self, x, num_glimpses, *, policy_mean=False):
         """Run T = num_glimpses glimpses on x (B, C_in, H, W); return a `Rollout`.
 
         policy_mean: look at l_t = mu_t (no location noise; the deterministic policy) instead of
-        a sample; the noise is still drawn, so the RNG advances the same way."""
+        a sample; the noise is still drawn, so the RNG advances the same way. A random first
+        glimpse stays random under policy_mean (it is not the policy's)."""
         B = x.shape[0]
         prepared = self.retina.prepare(x)
         glimpse = self.glimpse.fuse()
@@ -74,13 +81,19 @@ class RecurrentAttention(nn.Module):
         state = self.core.init_state(B, x.device, x.dtype)
         # The location noise of all T steps in one draw: l_t = mu_t + std * eps_t.
         eps = torch.randn(B, num_glimpses, 2, device=x.device, dtype=x.dtype)  # (B, T, 2)
+        random_first = self.first_glimpse == "random"
+        if random_first:
+            l_first = torch.rand(B, 2, device=x.device, dtype=x.dtype) * 2.0 - 1.0  # (B, 2)
 
         hs, cs, mus, l_raws = [], [], [], []
         h_prev = state[0]
         for t in range(num_glimpses):
-            mu = self.locator(h_prev if self.reinforce_core else h_prev.detach())  # (B, 2)
-            # Score-function sample: no gradient flows through l into the glimpse.
-            l_raw = mu.detach() if policy_mean else mu.detach() + self.locator.std * eps[:, t]  # (B, 2)
+            if random_first and t == 0:
+                mu = l_raw = l_first
+            else:
+                mu = self.locator(h_prev if self.reinforce_core else h_prev.detach())  # (B, 2)
+                # Score-function sample: no gradient flows through l into the glimpse.
+                l_raw = mu.detach() if policy_mean else mu.detach() + self.locator.std * eps[:, t]  # (B, 2)
             l = l_raw.clamp(-1.0, 1.0)
             state = core(glimpse(self.retina(prepared, l), l), state)
             h_prev = state[0]
@@ -93,6 +106,9 @@ class RecurrentAttention(nn.Module):
         h = torch.stack(hs, 1).float()  # (B, T, D)
         mu = torch.stack(mus, 1)  # (B, T, 2), fp32: the location network runs outside autocast
         l_raw = torch.stack(l_raws, 1)  # (B, T, 2)
+        log_pi = self.locator.log_prob(l_raw, mu)  # (B, T)
+        if random_first:
+            log_pi = torch.cat([torch.zeros_like(log_pi[:, :1]), log_pi[:, 1:]], 1)
         h_before = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)  # (B, T, D): h_0 .. h_{T-1}
         return Rollout(
             h=h,
@@ -100,7 +116,7 @@ class RecurrentAttention(nn.Module):
             logits=self.classifier(h).float(),  # (B, T, C)
             l=l_raw.clamp(-1.0, 1.0),  # (B, T, 2)
             mu=mu,
-            log_pi=self.locator.log_prob(l_raw, mu),  # (B, T)
+            log_pi=log_pi,  # (B, T)
             b=self.baseliner(h_before.detach()).float(),  # (B, T)
         )
 

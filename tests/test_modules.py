@@ -200,6 +200,27 @@ def test_rollout_matches_step_by_step_unfused_recomputation():
         torch.testing.assert_close(out.h[:, t], h)
 
 
+def test_random_first_glimpse_is_uniform_and_carries_no_policy_gradient():
+    """--first_glimpse random: l_1 uniform over [-1, 1]^2 per image, also under the policy mean,
+    log_pi_1 = 0 and no gradient from it; glimpses 2..T are the location network's as before."""
+    torch.manual_seed(0)
+    model = make_model(first_glimpse="random")
+    x = torch.rand(4000, 1, 28, 28)
+    out = model.rollout(x, 3)
+    first = out.l[:, 0]
+    assert first.abs().max() <= 1 and first.min() < -0.95 and first.max() > 0.95
+    torch.testing.assert_close(first.mean(0), torch.zeros(2), atol=0.05, rtol=0)
+    torch.testing.assert_close(first.var(0), torch.full((2,), 1 / 3), atol=0.03, rtol=0)
+    assert (out.log_pi[:, 0] == 0).all() and (out.log_pi[:, 1:] != 0).all()
+    out.log_pi[:, 0].sum().backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.parameters())
+    mean = model.rollout(x[:8], 3, policy_mean=True)
+    assert mean.l[:, 0].std(0).min() > 0.1  # still random under the policy mean
+    torch.testing.assert_close(mean.l[:, 1], model.locator(mean.h[:, 0]).clamp(-1, 1))
+    with pytest.raises(ValueError, match="first_glimpse"):
+        make_model(first_glimpse="centre")
+
+
 def test_lstm_rollout_with_one_glimpse_is_one_lstmcell_step():
     torch.manual_seed(0)
     model = make_model(core_net_type="lstm")
