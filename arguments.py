@@ -63,7 +63,7 @@ _FALSE = {"false", "0", "no", "n", "f"}
 MODEL_FIELDS = (
     "data_type", "num_glimpses", "patch_size", "glimpse_scale", "num_patches",
     "glimpse_hidden", "loc_hidden", "hidden_size", "core_net_type", "std", "locator_hidden",
-    "first_glimpse",
+    "first_glimpse", "pixel_mean", "pixel_std",
 )
 
 
@@ -81,7 +81,7 @@ RESUME_MAY_CHANGE = ("epochs", "train_patience", "M", "precision", "use_gpu")
 
 # Fields added after checkpoints were first shipped, with the value those checkpoints used.
 LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau", "max_grad_norm": 0.0,
-                   "first_glimpse": "learned"}
+                   "first_glimpse": "learned", "pixel_mean": 0.0, "pixel_std": 1.0}
 
 
 class ConfigError(ValueError):
@@ -126,6 +126,10 @@ def build_parser():
                    help="scale s: patch i has side g * s**i (mnist 1, others 2)")
     g.add_argument("--num_patches", type=int, default=None,
                    help="number k of patches (scales) per glimpse (mnist 1, 60x60 3, 100x100 4)")
+    g.add_argument("--pixel_mean", type=float, default=0.0,
+                   help="the glimpse network reads (pixel - mean) / std; the PyTorch reference's MNIST "
+                        "standardisation is --pixel_mean 0.1307 --pixel_std 0.3081")
+    g.add_argument("--pixel_std", type=float, default=1.0, help="see --pixel_mean; must be positive")
     g.add_argument("--loc_hidden", type=int, default=128, help="hidden size of the location branch W2 l")
     g.add_argument("--glimpse_hidden", type=int, default=128, help="hidden size of the 'what' branch W1 phi")
 
@@ -279,7 +283,7 @@ def _check(config):
     for name in ("subset", "plot_freq", "data_seed", "locator_hidden", "policy_images", "probe_images"):
         if getattr(config, name) < 0:
             raise ConfigError(f"--{name} must be >= 0, got {getattr(config, name)}")
-    for name in ("std", "init_lr", "vae_lr"):
+    for name in ("std", "init_lr", "vae_lr", "pixel_std"):
         value = getattr(config, name)
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--{name} must be a positive number, got {value}")
@@ -287,6 +291,8 @@ def _check(config):
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"--{name} must be >= 0, got {value}")
+    if not math.isfinite(config.pixel_mean):
+        raise ConfigError(f"--pixel_mean must be a finite number, got {config.pixel_mean}")
     if not 0 <= config.random_seed < 2 ** 32:
         raise ConfigError(f"--random_seed must be in [0, 2^32), got {config.random_seed}")
     folder = config.data_type == "folder"

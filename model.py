@@ -40,7 +40,7 @@ class RecurrentAttention(nn.Module):
 
     def __init__(self, *, in_channels, num_classes, patch_size, num_patches, glimpse_scale,
                  glimpse_hidden, loc_hidden, hidden_size, std, core_net_type="rnn", reinforce_core=False,
-                 locator_hidden=0, first_glimpse="learned"):
+                 locator_hidden=0, first_glimpse="learned", pixel_mean=0.0, pixel_std=1.0):
         super().__init__()
         if first_glimpse not in ("learned", "random"):
             raise ValueError(f"first_glimpse must be learned or random, not {first_glimpse!r}")
@@ -48,7 +48,7 @@ class RecurrentAttention(nn.Module):
         self.retina = Retina(patch_size=patch_size, num_patches=num_patches, glimpse_scale=glimpse_scale)
         self.glimpse = GlimpseNetwork(phi_size=in_channels * self.retina.out_size,
                                       glimpse_hidden=glimpse_hidden, loc_hidden=loc_hidden,
-                                      out_size=hidden_size)
+                                      out_size=hidden_size, pixel_mean=pixel_mean, pixel_std=pixel_std)
         core_class = {"rnn": CoreNetwork, "lstm": LSTMCore}[core_net_type]
         self.core = core_class(input_size=hidden_size, hidden_size=hidden_size)
         self.locator = LocationNetwork(input_size=hidden_size, std=std, hidden_size=locator_hidden)
@@ -66,7 +66,8 @@ class RecurrentAttention(nn.Module):
                    loc_hidden=config.loc_hidden, hidden_size=config.hidden_size,
                    std=config.std, core_net_type=config.core_net_type,
                    reinforce_core=config.reinforce_core, locator_hidden=config.locator_hidden,
-                   first_glimpse=config.first_glimpse)
+                   first_glimpse=config.first_glimpse, pixel_mean=config.pixel_mean,
+                   pixel_std=config.pixel_std)
 
     def rollout(self, x, num_glimpses, *, policy_mean=False):
         """Run T = num_glimpses glimpses on x (B, C_in, H, W); return a `Rollout`.

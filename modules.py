@@ -145,10 +145,18 @@ class GlimpseNetwork(nn.Module):
     W1 (`fc_phi`) and W2 (`fc_l`) act on different inputs, and W3 (`fc_what`) and W4
     (`fc_where`) are summed; `fuse` assembles each pair into one matrix (block-diagonal
     and concatenated), once per rollout, so a glimpse costs two matmuls instead of four.
+
+    pixel_mean, pixel_std: W1 reads the standardised retina (phi - pixel_mean) / pixel_std
+    (the PyTorch reference feeds MNIST as (x - 0.1307) / 0.3081); 0 and 1 read phi as it is.
+    `fuse` folds them into W1 and b1, so they cost nothing per glimpse. Pixels past the
+    canvas read as 0 before standardising, as everywhere else.
     """
 
-    def __init__(self, *, phi_size, glimpse_hidden, loc_hidden, out_size):
+    def __init__(self, *, phi_size, glimpse_hidden, loc_hidden, out_size, pixel_mean=0.0, pixel_std=1.0):
         super().__init__()
+        if not pixel_std > 0:
+            raise ValueError(f"pixel_std must be positive, not {pixel_std}")
+        self.pixel_mean, self.pixel_std = float(pixel_mean), float(pixel_std)
         self.fc_phi = nn.Linear(phi_size, glimpse_hidden)  # W1
         self.fc_l = nn.Linear(2, loc_hidden)  # W2
         self.fc_what = nn.Linear(glimpse_hidden, out_size)  # W3
@@ -157,8 +165,12 @@ class GlimpseNetwork(nn.Module):
 
     def fuse(self):
         """Return step(phi (B, K*g*g), l (B, 2)) -> g_t (B, out_size) with fused weights."""
-        w12 = torch.block_diag(self.fc_phi.weight, self.fc_l.weight)
-        b12 = torch.cat([self.fc_phi.bias, self.fc_l.bias])
+        w_phi, b_phi = self.fc_phi.weight, self.fc_phi.bias
+        if (self.pixel_mean, self.pixel_std) != (0.0, 1.0):
+            # W1 (phi - m) / s + b1 = (W1 / s) phi + (b1 - (m / s) W1 1)
+            w_phi, b_phi = w_phi / self.pixel_std, b_phi - (self.pixel_mean / self.pixel_std) * w_phi.sum(1)
+        w12 = torch.block_diag(w_phi, self.fc_l.weight)
+        b12 = torch.cat([b_phi, self.fc_l.bias])
         w34 = torch.cat([self.fc_what.weight, self.fc_where.weight], dim=1)
         b34 = self.fc_what.bias
 

@@ -146,6 +146,22 @@ def test_fused_glimpse_network_equals_paper_formula():
     torch.testing.assert_close(net(phi, l), expected)
 
 
+def test_standardised_glimpse_network_equals_the_formula_on_standardised_pixels():
+    """pixel_mean/pixel_std fold into W1 and b1: the fused step equals W1 on (phi - m) / s,
+    and the gradient reaches W1 and b1."""
+    torch.manual_seed(0)
+    n = GlimpseNetwork(phi_size=64, glimpse_hidden=16, loc_hidden=8, out_size=12, pixel_mean=0.1307,
+                       pixel_std=0.3081)
+    phi, l = torch.rand(5, 64), torch.rand(5, 2) * 2 - 1
+    expected = F.relu(n.fc_what(F.relu(n.fc_phi((phi - 0.1307) / 0.3081))) + n.fc_where(F.relu(n.fc_l(l))))
+    out = n(phi, l)
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert n.fc_phi.weight.grad.abs().sum() > 0 and n.fc_phi.bias.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="pixel_std"):
+        GlimpseNetwork(phi_size=64, glimpse_hidden=16, loc_hidden=8, out_size=12, pixel_std=0.0)
+
+
 def test_fused_core_equals_paper_formula():
     torch.manual_seed(0)
     core = CoreNetwork(input_size=48, hidden_size=32)
