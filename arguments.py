@@ -223,6 +223,10 @@ def build_parser():
     e.add_argument("--vae_lr", type=float, default=1e-3, help="VAE Adam learning rate")
     e.add_argument("--latent_size", type=int, default=32, help="size Z of the VAE latent")
     e.add_argument("--vae_hidden", type=int, default=512, help="hidden width of the VAE's encoder and decoders")
+    e.add_argument("--vae_decoder", default="mlp", choices=["mlp", "conv"],
+                   help="the VAE's canvas decoder, the one EIG imagines from: mlp (z -> --vae_hidden -> "
+                        "pixels) or conv (an MLP to a 32 x H/8 x W/8 map, then three transposed "
+                        "convolutions); the clean digit's decoder of a larger canvas stays an MLP")
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")

@@ -55,6 +55,35 @@ def _mlp(in_size, hidden, out_size):
     return nn.Sequential(nn.Linear(in_size, hidden), nn.ReLU(), nn.Linear(hidden, out_size))
 
 
+class ConvDecoder(nn.Module):
+    """z (..., Z) -> logits (..., C*H*W) through transposed convolutions: an MLP (Z -> hidden
+    -> 32 x ceil(H/8) x ceil(W/8), ReLU), three ConvTranspose2d (kernel 4, stride 2; 32 -> 16
+    -> 8 -> C channels, ReLU between), each doubling the map, then its top-left H x W. Each
+    pixel is drawn from a local neighbourhood of the map, so a stroke can be sharp anywhere
+    on a large canvas, where the MLP's one linear map per pixel blurs what it cannot place.
+    Same interface as `_mlp`."""
+
+    def __init__(self, latent_size, hidden, shape):
+        super().__init__()
+        self.shape = shape
+        c, h, w = shape
+        self.grid = (math.ceil(h / 8), math.ceil(w / 8))
+        self.fc = nn.Sequential(nn.Linear(latent_size, hidden), nn.ReLU(),
+                                nn.Linear(hidden, 32 * math.prod(self.grid)), nn.ReLU())
+        self.up = nn.Sequential(nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),
+                                nn.ConvTranspose2d(16, 8, 4, 2, 1), nn.ReLU(),
+                                nn.ConvTranspose2d(8, c, 4, 2, 1))
+
+    def forward(self, z):
+        c, h, w = self.shape
+        lead = z.shape[:-1]
+        a = self.fc(z.reshape(-1, z.shape[-1])).view(-1, 32, *self.grid)  # (N, 32, h/8, w/8)
+        return self.up(a)[:, :, :h, :w].reshape(*lead, c * h * w)  # (..., c*h*w)
+
+
+DECODERS = ("mlp", "conv")
+
+
 def _shape(name, value):
     """value as a (channels, height, width) tuple of positive ints, or a ValueError."""
     shape = tuple(value) if isinstance(value, (tuple, list)) else None
@@ -81,6 +110,7 @@ def normalise_settings(settings):
         canvas = settings.get("canvas_size")
         out.setdefault("clean_shape", (1, clean, clean))
         out.setdefault("canvas_shape", (settings.get("canvas_channels", 1), canvas, canvas))
+    out.setdefault("decoder", "mlp")  # every VAE before --vae_decoder
     for key in ("clean_shape", "canvas_shape"):
         if isinstance(out.get(key), list):  # a shape read back from JSON
             out[key] = tuple(out[key])
@@ -100,10 +130,17 @@ class HiddenStateVAE(nn.Module):
     it (a square (1, s, s) clean digit and a square canvas), so those runs write the same
     checkpoint as before; otherwise it holds {clean_shape, canvas_shape}. `load_vae` reads
     and compares both through `normalise_settings`.
+
+    decoder: "mlp" (z -> vae_hidden -> pixels, the default) or "conv": a `ConvDecoder` for the
+    head EIG imagines canvases from (the canvas head, or the clean head when it is the
+    canvas); a separate clean head stays an MLP. Only a conv VAE says so in `settings`.
     """
 
-    def __init__(self, *, hidden_size, latent_size, vae_hidden, canvas_shape, clean_shape=(1, 28, 28)):
+    def __init__(self, *, hidden_size, latent_size, vae_hidden, canvas_shape, clean_shape=(1, 28, 28),
+                 decoder="mlp"):
         super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"HiddenStateVAE: decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         for name, value in (("hidden_size", hidden_size), ("latent_size", latent_size),
                             ("vae_hidden", vae_hidden)):
             if not (isinstance(value, int) and value > 0):
@@ -118,17 +155,25 @@ class HiddenStateVAE(nn.Module):
             self.settings.update(clean_size=h, canvas_size=H, canvas_channels=C_in)
         else:
             self.settings.update(clean_shape=self.clean_shape, canvas_shape=self.canvas_shape)
+        if decoder != "mlp":
+            self.settings["decoder"] = decoder
         self.encoder = _mlp(hidden_size, vae_hidden, 2 * latent_size)
-        self.clean_decoder = _mlp(latent_size, vae_hidden, math.prod(self.clean_shape))
-        self.canvas_decoder = (_mlp(latent_size, vae_hidden, math.prod(self.canvas_shape))
-                               if self.separate_canvas else None)
+
+        def head(shape, conv):
+            return ConvDecoder(latent_size, vae_hidden, shape) if conv else _mlp(latent_size, vae_hidden,
+                                                                                  math.prod(shape))
+
+        conv = decoder == "conv"
+        self.clean_decoder = head(self.clean_shape, conv and not self.separate_canvas)
+        self.canvas_decoder = head(self.canvas_shape, conv) if self.separate_canvas else None
 
     @classmethod
     def from_config(cls, config, *, canvas_shape, clean_shape=(1, 28, 28)):
-        """From the run's config (hidden_size, latent_size, vae_hidden) and the dataset's
+        """From the run's config (hidden_size, latent_size, vae_hidden, vae_decoder) and the dataset's
         canvas (C_in, H, W) and clean image (c, h, w) shapes."""
         return cls(hidden_size=config.hidden_size, latent_size=config.latent_size,
-                   vae_hidden=config.vae_hidden, canvas_shape=canvas_shape, clean_shape=clean_shape)
+                   vae_hidden=config.vae_hidden, canvas_shape=canvas_shape, clean_shape=clean_shape,
+                   decoder=config.vae_decoder)
 
     @classmethod
     def from_settings(cls, settings):

@@ -23,10 +23,10 @@ D, Z, C = 12, 4, 10
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny_vae(canvas_shape=(1, 28, 28), seed=1, clean_shape=(1, 28, 28)):
+def tiny_vae(canvas_shape=(1, 28, 28), seed=1, clean_shape=(1, 28, 28), decoder="mlp"):
     torch.manual_seed(seed)
     return HiddenStateVAE(hidden_size=D, latent_size=Z, vae_hidden=32, canvas_shape=canvas_shape,
-                          clean_shape=clean_shape)
+                          clean_shape=clean_shape, decoder=decoder)
 
 
 def bar_images(n, size=28, seed=0):
@@ -123,6 +123,45 @@ def test_decoded_means_can_fall_below_one_half():
     assert decoded.shape == (2, 3, 1, 28, 28)
     torch.testing.assert_close(decoded, torch.full_like(decoded, 1 / (1 + math.exp(3.0))))
     assert decoded.max() < 0.05
+
+
+@pytest.mark.parametrize("canvas_shape", [(1, 28, 28), (1, 60, 60), (3, 37, 50)])
+def test_conv_decoder_draws_the_canvas_and_says_so_in_its_settings(canvas_shape):
+    """--vae_decoder conv: the head EIG imagines from is a ConvDecoder of the canvas shape (any
+    leading dims, H and W not multiples of 8); a separate clean head stays an MLP; only a conv
+    VAE names its decoder, and the same settings build the same network."""
+    from vae import ConvDecoder
+
+    vae = tiny_vae(canvas_shape, decoder="conv")
+    z = torch.randn(3, 5, Z)
+    assert vae.decode_canvas(z).shape == (3, 5, *canvas_shape)
+    assert vae.decode_clean(z).shape == (3, 5, 1, 28, 28)
+    canvas_head = vae.canvas_decoder if vae.separate_canvas else vae.clean_decoder
+    assert isinstance(canvas_head, ConvDecoder)
+    assert not vae.separate_canvas or not isinstance(vae.clean_decoder, ConvDecoder)
+    # Each image is decoded on its own: a batch of one gives the same logits.
+    torch.testing.assert_close(vae.decode_canvas(z[1, 2]), vae.decode_canvas(z)[1, 2])
+    assert vae.settings["decoder"] == "conv" and "decoder" not in tiny_vae(canvas_shape).settings
+    again = HiddenStateVAE.from_settings(vae.settings)
+    again.load_state_dict(vae.state_dict())
+    torch.testing.assert_close(again.decode_canvas(z), vae.decode_canvas(z), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="decoder must be one of mlp, conv"):
+        tiny_vae(canvas_shape, decoder="deconv")
+
+
+def test_a_conv_vae_checkpoint_is_not_taken_for_an_mlp_one(tmp_path):
+    """An MLP checkpoint (which, like every VAE before --vae_decoder, names no decoder) loads
+    as mlp; asked for the other decoder, either is refused in one line."""
+    cpu = torch.device("cpu")
+    mlp, conv = tiny_vae((1, 60, 60)), tiny_vae((1, 60, 60), decoder="conv")
+    for name, vae in (("mlp", mlp), ("conv", conv)):
+        save_vae(str(tmp_path / f"{name}.pt"), vae, None, 1, {"num_glimpses": 6})
+    load_vae(str(tmp_path / "mlp.pt"), cpu, expected=mlp.settings)
+    load_vae(str(tmp_path / "conv.pt"), cpu, expected=conv.settings)
+    with pytest.raises(ConfigError, match="decoder='mlp' in the checkpoint but 'conv' here"):
+        load_vae(str(tmp_path / "mlp.pt"), cpu, expected=conv.settings)
+    with pytest.raises(ConfigError, match="decoder='conv' in the checkpoint but 'mlp' here"):
+        load_vae(str(tmp_path / "conv.pt"), cpu, expected=mlp.settings)
 
 
 def test_elbo_decreases_when_overfitting_a_fixed_batch():
@@ -651,7 +690,8 @@ def test_legacy_settings_build_the_same_vae_as_shapes():
     old = HiddenStateVAE.from_settings(LEGACY)
     new = tiny_vae((1, 60, 60), seed=2)
     assert normalise_settings(LEGACY) == {"hidden_size": D, "latent_size": Z, "vae_hidden": 32,
-                                          "clean_shape": (1, 28, 28), "canvas_shape": (1, 60, 60)}
+                                          "clean_shape": (1, 28, 28), "canvas_shape": (1, 60, 60),
+                                          "decoder": "mlp"}
     # A square run keeps writing the settings it wrote before image folders.
     assert old.settings == new.settings == LEGACY
     assert old.clean_shape == new.clean_shape == (1, 28, 28) and old.canvas_shape == new.canvas_shape == (1, 60, 60)
