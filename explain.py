@@ -101,7 +101,7 @@ def explain_images(config, data, trainer):
         model.eval()
         out = model.rollout(x, config.num_glimpses)
         probs = out.logits.softmax(-1).cpu()  # (N, T, C)
-        decoded = decoded_per_glimpse(vae, out.h).cpu()  # (N, T, C, h, w)
+        decoded = decoded_per_glimpse(vae, vae.state_input(out.h, out.c)).cpu()  # (N, T, C, h, w)
     k = min(3, probs.shape[-1])
     top_p, top_c = probs.topk(k, -1)  # (N, T, k) each
     names = data.classes
@@ -321,7 +321,7 @@ def explain(config, model, vae, loader, device, *, temperatures=None, probes=Non
         x, x_clean, y = x.to(device), x_clean.to(device), y.to(device)
         out = model.rollout(x, config.num_glimpses)
         probs = out.logits.softmax(-1)  # (B, T, C)
-        decoded = decoded_per_glimpse(vae, out.h)  # (B, T, 1, 28, 28)
+        decoded = decoded_per_glimpse(vae, vae.state_input(out.h, out.c))  # (B, T, 1, 28, 28)
         mse, bce = reconstruction_errors(decoded, x_clean)  # (B, T) each
         expected = expected_information_gain(model, vae, out, x, samples=config.eig_samples,
                                              imagination=imagination, probes=probes)

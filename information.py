@@ -126,7 +126,8 @@ class Imagination:
 def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator=None):
     """S imagined canvases per image, and the Bernoulli means they were drawn from (the
     canvases themselves when drawn from the prior): ((S, B, C_in, H, W), (S, B, C_in, H, W)).
-    h_prev (B, D) is the state after the glimpses so far, None before the first glimpse.
+    h_prev (B, D or 2D) is the VAE's input from the state after the glimpses so far
+    (`vae.state_input`, h and, for an LSTM, c), None before the first glimpse.
     Random numbers, in this order from `generator`: eps (S, B, Z), then the prior's indices
     (S*B,) or the Bernoulli draws."""
     device = vae.encoder[0].weight.device
@@ -178,6 +179,12 @@ def probe_logits(probes, t, h):
     return h @ W.T + b
 
 
+def vae_input_before(vae, model, out, t):
+    """The VAE's input from the core state before glimpse t (0-based) of a rollout (B, D or
+    2D: `vae.state_input`), None before the first glimpse (t = 0)."""
+    return None if t == 0 else vae.state_input(*model.state_before(out, t))
+
+
 @torch.no_grad()
 def spread_check(model, vae, out, x, *, samples, imagination=Imagination(), generator=None):
     """The `glimpse_nll` (B, T) of every glimpse of a rollout under the canvases imagined
@@ -187,8 +194,8 @@ def spread_check(model, vae, out, x, *, samples, imagination=Imagination(), gene
     B, T = out.l.shape[:2]
     nll = []
     for t in range(T):
-        h_prev = None if t == 0 else out.h[:, t - 1]  # (B, D)
-        _, means = imagine(vae, h_prev, samples=samples, batch=B, imagination=imagination, generator=generator)
+        _, means = imagine(vae, vae_input_before(vae, model, out, t), samples=samples, batch=B,
+                           imagination=imagination, generator=generator)
         nll.append(glimpse_nll(model, x, means, out.l[:, t]))
     return torch.stack(nll, 1)  # (B, T)
 
@@ -201,8 +208,9 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
 
     For glimpse t (0-based) at the rollout's own location l_t = out.l[:, t], from the state
     s_{t-1} = model.state_before(out, t):
-      x^s, s = 1..S: canvases imagined by the VAE from h_{t-1} (`imagine`; before the first
-           glimpse from the prior), by default the mean image of z^s ~ q(z | h_{t-1});
+      x^s, s = 1..S: canvases imagined by the VAE from h_{t-1} (and c_{t-1} for an LSTM's
+           "hc" VAE; `imagine`; before the first glimpse from the prior), by default the
+           mean image of z^s ~ q(z | h_{t-1});
       p_t^s = softmax(classifier(step(x^s, l_t, s_{t-1})[0]));
       EIG_t = H(p_bar_t) - (1/S) sum_s H(p_t^s),  p_bar_t = (1/S) sum_s p_t^s,
       gap_t = KL(p_bar_t || p_{t-1}),  p_{t-1} = softmax(out.logits[:, t-1]), p_{-1} = 1/C.
@@ -231,8 +239,8 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
     uniform = torch.full((B, C), 1.0 / C, device=out.h.device, dtype=out.logits.dtype)  # (B, C)
     columns = {key: [] for key in Expected._fields}
     for t in range(T):
-        h_prev = None if t == 0 else out.h[:, t - 1]  # (B, D)
-        canvas, means = imagine(vae, h_prev, samples=S, batch=B, imagination=imagination, generator=generator)
+        canvas, means = imagine(vae, vae_input_before(vae, model, out, t), samples=S, batch=B,
+                                imagination=imagination, generator=generator)
         state = tuple(s.repeat(S, 1) for s in model.state_before(out, t))  # each (S*B, D)
         l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
         h = model.step(canvas.flatten(0, 1), l, state)[0]  # (S*B, D)
@@ -242,7 +250,7 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
         columns["gap"].append(gap)
         columns["glimpse_nll"].append(glimpse_nll(model, x, means, out.l[:, t]))
         if probes is not None:
-            p_prev = uniform if t == 0 else probe_logits(probes, t - 1, h_prev).softmax(-1)
+            p_prev = uniform if t == 0 else probe_logits(probes, t - 1, out.h[:, t - 1]).softmax(-1)
             eig, gap = eig_from_samples(p_prev, probe_logits(probes, t, h).softmax(-1).view(S, B, C))
             columns["probe_eig"].append(eig)
             columns["probe_gap"].append(gap)

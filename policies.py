@@ -40,8 +40,8 @@ def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=Non
     first glimpse: the canvas is then imagined from the prior, `information.imagine`)."""
     h = state[0]
     B, S = h.shape[0], samples
-    canvas, _ = imagine(vae, None if p_prev is None else h, samples=S, batch=B, imagination=imagination,
-                        generator=generator)  # (S, B, C_in, H, W)
+    canvas, _ = imagine(vae, None if p_prev is None else vae.state_input(*state), samples=S, batch=B,
+                        imagination=imagination, generator=generator)  # (S, B, C_in, H, W)
     if p_prev is None:
         C = model.classifier.fc.out_features
         p_prev = torch.full((B, C), 1.0 / C, device=h.device, dtype=h.dtype)  # (B, C)

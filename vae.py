@@ -8,8 +8,8 @@ of imagined samples of the EIG estimator. The clean image is (c, h, w): the 28x2
 (1, 28, 28) of the MNIST sets, or the image itself (C_in, H, W) where the dataset has no
 separate clean target (image folders: RGB or grey, H != W allowed).
 
-The VAE reads one hidden state h_t of the RAM and explains it as an image: q(z | h_t) is a
-diagonal Gaussian, and two Bernoulli decoders share z, one for the clean image and, when
+The VAE reads one hidden state h_t of the RAM (with an LSTM core, h_t and its cell state
+c_t: the core's whole state) and explains it as an image: q(z | h_t) is a diagonal Gaussian, and two Bernoulli decoders share z, one for the clean image and, when
 the canvas differs from it (translated / cluttered sets), one for the whole canvas.
 Decoded mean images are sigmoid(logits), so they span (0, 1).
 The likelihood stays Bernoulli (BCE against intensities in [0, 1]) for RGB images too: it is
@@ -82,6 +82,7 @@ class ConvDecoder(nn.Module):
 
 
 DECODERS = ("mlp", "conv")
+STATES = ("h", "hc")  # what the encoder reads: h_t, or an LSTM's h_t and c_t
 
 
 def _shape(name, value):
@@ -111,6 +112,7 @@ def normalise_settings(settings):
         out.setdefault("clean_shape", (1, clean, clean))
         out.setdefault("canvas_shape", (settings.get("canvas_channels", 1), canvas, canvas))
     out.setdefault("decoder", "mlp")  # every VAE before --vae_decoder
+    out.setdefault("state", "h")  # every VAE before it read an LSTM's cell state
     for key in ("clean_shape", "canvas_shape"):
         if isinstance(out.get(key), list):  # a shape read back from JSON
             out[key] = tuple(out[key])
@@ -134,11 +136,18 @@ class HiddenStateVAE(nn.Module):
     decoder: "mlp" (z -> vae_hidden -> pixels, the default) or "conv": a `ConvDecoder` for the
     head EIG imagines canvases from (the canvas head, or the clean head when it is the
     canvas); a separate clean head stays an MLP. Only a conv VAE says so in `settings`.
+
+    state: what the encoder reads of the RAM's core state after a glimpse, its input being
+    `state_input(h, c)`: "h" (D), or "hc" (2D): an LSTM's h_t and cell state c_t, the
+    memory its h_t = o_t * tanh(c_t) shows only through the output gate. Only an "hc" VAE
+    says so in `settings`.
     """
 
     def __init__(self, *, hidden_size, latent_size, vae_hidden, canvas_shape, clean_shape=(1, 28, 28),
-                 decoder="mlp"):
+                 decoder="mlp", state="h"):
         super().__init__()
+        if state not in STATES:
+            raise ValueError(f"HiddenStateVAE: state must be one of {', '.join(STATES)}, got {state!r}")
         if decoder not in DECODERS:
             raise ValueError(f"HiddenStateVAE: decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         for name, value in (("hidden_size", hidden_size), ("latent_size", latent_size),
@@ -157,7 +166,10 @@ class HiddenStateVAE(nn.Module):
             self.settings.update(clean_shape=self.clean_shape, canvas_shape=self.canvas_shape)
         if decoder != "mlp":
             self.settings["decoder"] = decoder
-        self.encoder = _mlp(hidden_size, vae_hidden, 2 * latent_size)
+        self.state = state
+        if state != "h":
+            self.settings["state"] = state
+        self.encoder = _mlp(hidden_size * len(state), vae_hidden, 2 * latent_size)
 
         def head(shape, conv):
             return ConvDecoder(latent_size, vae_hidden, shape) if conv else _mlp(latent_size, vae_hidden,
@@ -169,19 +181,30 @@ class HiddenStateVAE(nn.Module):
 
     @classmethod
     def from_config(cls, config, *, canvas_shape, clean_shape=(1, 28, 28)):
-        """From the run's config (hidden_size, latent_size, vae_hidden, vae_decoder) and the dataset's
-        canvas (C_in, H, W) and clean image (c, h, w) shapes."""
+        """From the run's config (hidden_size, latent_size, vae_hidden, vae_decoder, core_net_type:
+        an LSTM's VAE reads h and c) and the dataset's canvas (C_in, H, W) and clean image
+        (c, h, w) shapes."""
         return cls(hidden_size=config.hidden_size, latent_size=config.latent_size,
                    vae_hidden=config.vae_hidden, canvas_shape=canvas_shape, clean_shape=clean_shape,
-                   decoder=config.vae_decoder)
+                   decoder=config.vae_decoder, state="hc" if config.core_net_type == "lstm" else "h")
 
     @classmethod
     def from_settings(cls, settings):
         """From a `settings` dict of either form (see `normalise_settings`), e.g. a checkpoint's."""
         return cls(**normalise_settings(settings))
 
+    def state_input(self, h, c=None):
+        """The encoder's input from the core state after a glimpse: h (..., D), or h and the LSTM
+        cell state c (..., D) concatenated (..., 2D) for a "hc" VAE."""
+        if self.state == "h":
+            return h
+        if c is None:
+            raise ValueError("HiddenStateVAE: this VAE reads an LSTM's cell state c, and none was given")
+        return torch.cat([h, c], -1)
+
     def encode(self, h):
-        """(mu, logvar), each (..., Z), of q(z | h) from h (..., D)."""
+        """(mu, logvar), each (..., Z), of q(z | h) from the state input h (..., D or 2D:
+        `state_input`)."""
         mu, logvar = self.encoder(h).chunk(2, dim=-1)
         return mu, logvar
 
@@ -302,7 +325,7 @@ def hidden_states(model, x, num_glimpses):
 def decoded_per_glimpse(vae, h):
     """Mean clean images sigmoid(decode_clean(mu(h_t))) from the posterior mean, for every h_t.
 
-    h (B, T, D) -> (B, T, c, h, w) in (0, 1).
+    h (B, T, D or 2D: the VAE's `state_input`) -> (B, T, c, h, w) in (0, 1).
     """
     mu, _ = vae.encode(h)  # (B, T, Z)
     return torch.sigmoid(vae.decode_clean(mu))  # (B, T, c, h, w)
@@ -316,8 +339,9 @@ def _to(device, *tensors):
 
 def _vae_terms(vae, model, x, x_clean, *, num_glimpses, beta):
     """ELBO terms on the hidden states of every glimpse of the frozen RAM's rollout of x,
-    and that rollout's h (B, T, D)."""
-    h = hidden_states(model, x, num_glimpses).h  # (B, T, D)
+    and the VAE's input from that rollout (B, T, D or 2D: `state_input`)."""
+    out = hidden_states(model, x, num_glimpses)
+    h = vae.state_input(out.h, out.c)  # (B, T, D or 2D)
     flat, clean, canvas = glimpse_batch(h, x_clean, x if vae.separate_canvas else None)
     out = vae(flat)
     terms = elbo_loss(clean_logits=out.clean_logits, clean=clean, mu=out.mu, logvar=out.logvar,

@@ -165,6 +165,8 @@ def test_every_preset_trains_resumes_and_tests(run_main, tmp_path, mode):
     state = weights(tmp_path / "ckpt" / run / "latest.pt")
     assert state["epoch"] == 2 and state["config"]["mode"] == mode
     g = run_main(*SMALL, f"--mode={mode}", "--is_train=False")["per_glimpse"]
+    # The VAE of an LSTM reads its cell state too.
+    assert weights(tmp_path / "ckpt" / run / "vae.pt")["settings"].get("state", "h") == ("hc" if "LSTM" in mode else "h")
     assert len(g["ig"]) == len(g["eig"]) == 3
     # Realised IG telescopes: sum_t IG_t = log C - mean H_T.
     assert abs(sum(g["ig_mc"]) - (math.log(10) - g["entropy"][-1])) < 1e-4

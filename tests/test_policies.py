@@ -13,9 +13,10 @@ from policies import candidate_grid, eig_per_candidate, policy_rollout
 from vae import HiddenStateVAE
 
 
-def tiny_vae(seed=0):
+def tiny_vae(seed=0, state="h"):
     torch.manual_seed(seed)
-    return HiddenStateVAE(hidden_size=12, latent_size=3, vae_hidden=16, canvas_shape=(1, 28, 28)).eval()
+    return HiddenStateVAE(hidden_size=12, latent_size=3, vae_hidden=16, canvas_shape=(1, 28, 28),
+                          state=state).eval()
 
 
 def test_candidate_grid_is_row_by_row_over_the_square():
@@ -27,7 +28,7 @@ def test_candidate_grid_is_row_by_row_over_the_square():
 @pytest.mark.parametrize("core", ["rnn", "lstm"])
 @pytest.mark.parametrize("first", [True, False])
 def test_batched_eig_per_candidate_equals_a_slow_loop(core, first):
-    model, vae = tiny_ram(seed=1, core_net_type=core).eval(), tiny_vae()
+    model, vae = tiny_ram(seed=1, core_net_type=core).eval(), tiny_vae(state="hc" if core == "lstm" else "h")
     B, S, x = 3, 5, torch.rand(3, 1, 28, 28)
     out = model.rollout(x, 2)
     state = model.state_before(out, 0 if first else 1)
@@ -41,7 +42,7 @@ def test_batched_eig_per_candidate_equals_a_slow_loop(core, first):
         if first:
             z = eps[:, b]
         else:
-            mu, logvar = vae.encode(state[0][b])
+            mu, logvar = vae.encode(torch.cat([part[b] for part in state]))  # h, and c for an LSTM
             z = mu + (0.5 * logvar).exp() * eps[:, b]
         for k, l in enumerate(grid):
             p = []
@@ -57,7 +58,7 @@ def test_batched_eig_per_candidate_equals_a_slow_loop(core, first):
 
 @pytest.mark.parametrize("policy", ["random", "eig"])
 def test_a_policy_rollout_is_the_glimpses_it_chose(policy):
-    model, vae = tiny_ram(seed=2, core_net_type="lstm").eval(), tiny_vae()
+    model, vae = tiny_ram(seed=2, core_net_type="lstm").eval(), tiny_vae(state="hc")
     x, grid = torch.rand(4, 1, 28, 28), candidate_grid(3)
     out = policy_rollout(model, x, 3, policy=policy, vae=vae, grid=grid, samples=4,
                          generator=torch.Generator().manual_seed(3))

@@ -23,10 +23,10 @@ D, Z, C = 12, 4, 10
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny_vae(canvas_shape=(1, 28, 28), seed=1, clean_shape=(1, 28, 28), decoder="mlp"):
+def tiny_vae(canvas_shape=(1, 28, 28), seed=1, clean_shape=(1, 28, 28), decoder="mlp", state="h"):
     torch.manual_seed(seed)
     return HiddenStateVAE(hidden_size=D, latent_size=Z, vae_hidden=32, canvas_shape=canvas_shape,
-                          clean_shape=clean_shape, decoder=decoder)
+                          clean_shape=clean_shape, decoder=decoder, state=state)
 
 
 def bar_images(n, size=28, seed=0):
@@ -147,6 +147,35 @@ def test_conv_decoder_draws_the_canvas_and_says_so_in_its_settings(canvas_shape)
     torch.testing.assert_close(again.decode_canvas(z), vae.decode_canvas(z), rtol=0, atol=0)
     with pytest.raises(ValueError, match="decoder must be one of mlp, conv"):
         tiny_vae(canvas_shape, decoder="deconv")
+
+
+def test_an_lstm_runs_vae_reads_h_and_c_and_says_so_in_its_settings(tmp_path):
+    """An LSTM's VAE encodes the state (h_t, c_t) (2D inputs): its h_t = o_t * tanh(c_t) shows
+    the cell's memory only through the output gate. from_config picks it by the core; an
+    "h" VAE (every VAE before it) is refused for an LSTM run in one line, and an "hc" VAE
+    cannot be fed h alone."""
+    from argparse import Namespace
+    settings = dict(hidden_size=D, latent_size=Z, vae_hidden=32, vae_decoder="mlp")
+    made = {core: HiddenStateVAE.from_config(Namespace(**settings, core_net_type=core), canvas_shape=(1, 28, 28))
+            for core in ("rnn", "lstm")}
+    assert made["rnn"].state == "h" and "state" not in made["rnn"].settings
+    assert made["lstm"].state == "hc" and made["lstm"].settings["state"] == "hc"
+    assert made["lstm"].encoder[0].in_features == 2 * D and made["rnn"].encoder[0].in_features == D
+    h, c = torch.randn(5, 3, D), torch.randn(5, 3, D)
+    torch.testing.assert_close(made["lstm"].state_input(h, c), torch.cat([h, c], -1), atol=0, rtol=0)
+    assert made["rnn"].state_input(h, c) is h
+    assert made["lstm"].encode(made["lstm"].state_input(h, c))[0].shape == (5, 3, Z)
+    with pytest.raises(ValueError, match="reads an LSTM's cell state c"):
+        made["lstm"].state_input(h)
+    with pytest.raises(ValueError, match="state must be one of h, hc"):
+        tiny_vae(state="c")
+    cpu = torch.device("cpu")
+    for core, vae in made.items():
+        save_vae(str(tmp_path / f"{core}.pt"), vae, None, 1, {})
+    again, _ = load_vae(str(tmp_path / "lstm.pt"), cpu, expected=made["lstm"].settings)
+    assert again.state == "hc" and again.settings == made["lstm"].settings
+    with pytest.raises(ConfigError, match="state='h' in the checkpoint but 'hc' here"):
+        load_vae(str(tmp_path / "rnn.pt"), cpu, expected=made["lstm"].settings)
 
 
 def test_a_conv_vae_checkpoint_is_not_taken_for_an_mlp_one(tmp_path):
@@ -445,9 +474,10 @@ def test_eig_is_exactly_zero_when_the_classifier_ignores_its_input():
 def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shape, clean_shape, drawn):
     """Per glimpse, per sample, per image: imagine, glimpse, classify (and probe), KL; then mean
     over s. The default imagination (mean images, z ~ N(0, I) first) and the report's
-    (Bernoulli draws, the first canvas from a prior of real canvases, a wider posterior)."""
+    (Bernoulli draws, the first canvas from a prior of real canvases, a wider posterior). The
+    LSTM's VAE imagines from h and c."""
     model = tiny_ram(seed=0, core_net_type=core_net_type, in_channels=canvas_shape[0])
-    vae = tiny_vae(canvas_shape, clean_shape=clean_shape)
+    vae = tiny_vae(canvas_shape, clean_shape=clean_shape, state="hc" if core_net_type == "lstm" else "h")
     with torch.no_grad():  # sharper beliefs and more varied canvases: an EIG well above rounding
         model.classifier.fc.weight.mul_(30)
         for p in vae.parameters():
@@ -480,7 +510,8 @@ def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shap
                     if t == 0:
                         mu, std = torch.zeros(Z), torch.ones(Z)
                     else:
-                        mu, logvar = vae.encode(out.h[b, t - 1])
+                        known = out.h[b, t - 1] if out.c is None else torch.cat([out.h[b, t - 1], out.c[b, t - 1]])
+                        mu, logvar = vae.encode(known)
                         std = (0.5 * logvar).exp() * (2.0 if drawn else 1.0)
                     for s in range(S):
                         means[s, b] = torch.sigmoid(vae.decode_canvas(mu + std * eps[s, b]))
@@ -514,7 +545,7 @@ def test_expected_information_gain_equals_a_slow_loop(core_net_type, canvas_shap
 @pytest.mark.parametrize("drawn", [False, True], ids=["mean-image", "bernoulli-prior-scale2"])
 def test_the_spread_check_is_the_glimpse_nll_of_the_eig_estimator(drawn):
     """Without running the RAM on the imagined canvases, the same random numbers in the same order."""
-    model, vae = tiny_ram(seed=0, core_net_type="lstm"), tiny_vae()
+    model, vae = tiny_ram(seed=0, core_net_type="lstm"), tiny_vae(state="hc")
     x = torch.rand(3, 1, 28, 28)
     imagination = Imagination(bernoulli=True, scale=2.0, prior=torch.rand(5, 1, 28, 28)) if drawn else Imagination()
     out = hidden_states(model, x, 3)
@@ -691,7 +722,7 @@ def test_legacy_settings_build_the_same_vae_as_shapes():
     new = tiny_vae((1, 60, 60), seed=2)
     assert normalise_settings(LEGACY) == {"hidden_size": D, "latent_size": Z, "vae_hidden": 32,
                                           "clean_shape": (1, 28, 28), "canvas_shape": (1, 60, 60),
-                                          "decoder": "mlp"}
+                                          "decoder": "mlp", "state": "h"}
     # A square run keeps writing the settings it wrote before image folders.
     assert old.settings == new.settings == LEGACY
     assert old.clean_shape == new.clean_shape == (1, 28, 28) and old.canvas_shape == new.canvas_shape == (1, 60, 60)
@@ -739,7 +770,8 @@ def test_shipped_vaes_load_and_match_a_vae_built_today(run):
         config = json.load(f)
     side = DATASETS[config.get("data_type", "mnist")]["image_size"]
     fresh = HiddenStateVAE(hidden_size=config["hidden_size"], latent_size=config.get("latent_size", 32),
-                           vae_hidden=config.get("vae_hidden", 512), canvas_shape=(1, side, side))
+                           vae_hidden=config.get("vae_hidden", 512), canvas_shape=(1, side, side),
+                           state="hc" if config.get("core_net_type") == "lstm" else "h")
     saved = torch.load(os.path.join(ROOT, "models", run, "vae.pt"), map_location="cpu", weights_only=True)
     expected = {**fresh.settings, "ram_epoch": saved["config"]["ram_epoch"], "vae_beta": 1.0}
     vae, _ = load_vae(os.path.join(ROOT, "models", run, "vae.pt"), torch.device("cpu"), expected=expected)
