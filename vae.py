@@ -9,8 +9,9 @@ of imagined samples of the EIG estimator. The clean image is (c, h, w): the 28x2
 separate clean target (image folders: RGB or grey, H != W allowed).
 
 The VAE reads one hidden state h_t of the RAM (with an LSTM core, h_t and its cell state
-c_t: the core's whole state) and explains it as an image: q(z | h_t) is a diagonal Gaussian, and two Bernoulli decoders share z, one for the clean image and, when
-the canvas differs from it (translated / cluttered sets), one for the whole canvas.
+c_t: the core's whole state) and explains it as an image: q(z | h_t) is a diagonal
+Gaussian, and two Bernoulli decoders share z, one for the clean image and, when the canvas
+differs from it (translated / cluttered sets), one for the whole canvas.
 Decoded mean images are sigmoid(logits), so they span (0, 1).
 The likelihood stays Bernoulli (BCE against intensities in [0, 1]) for RGB images too: it is
 the same code path for every channel count, the decoded mean is then the expected
@@ -340,8 +341,8 @@ def _to(device, *tensors):
 def _vae_terms(vae, model, x, x_clean, *, num_glimpses, beta):
     """ELBO terms on the hidden states of every glimpse of the frozen RAM's rollout of x,
     and the VAE's input from that rollout (B, T, D or 2D: `state_input`)."""
-    out = hidden_states(model, x, num_glimpses)
-    h = vae.state_input(out.h, out.c)  # (B, T, D or 2D)
+    rollout = hidden_states(model, x, num_glimpses)
+    h = vae.state_input(rollout.h, rollout.c)  # (B, T, D or 2D)
     flat, clean, canvas = glimpse_batch(h, x_clean, x if vae.separate_canvas else None)
     out = vae(flat)
     terms = elbo_loss(clean_logits=out.clean_logits, clean=clean, mu=out.mu, logvar=out.logvar,
