@@ -62,7 +62,7 @@ _FALSE = {"false", "0", "no", "n", "f"}
 # values differ from the command line for any of these cannot be resumed or tested.
 MODEL_FIELDS = (
     "data_type", "num_glimpses", "patch_size", "glimpse_scale", "num_patches",
-    "glimpse_hidden", "loc_hidden", "hidden_size", "core_net_type", "std", "locator_hidden",
+    "glimpse_hidden", "loc_hidden", "hidden_size", "core_net_type", "std", "std_final", "locator_hidden",
     "first_glimpse", "pixel_mean", "pixel_std",
 )
 
@@ -81,7 +81,7 @@ RESUME_MAY_CHANGE = ("epochs", "train_patience", "M", "precision", "use_gpu")
 
 # Fields added after checkpoints were first shipped, with the value those checkpoints used.
 LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau", "max_grad_norm": 0.0,
-                   "first_glimpse": "learned", "pixel_mean": 0.0, "pixel_std": 1.0}
+                   "first_glimpse": "learned", "pixel_mean": 0.0, "pixel_std": 1.0, "std_final": None}
 
 
 class ConfigError(ValueError):
@@ -160,6 +160,10 @@ def build_parser():
     r.add_argument("--std", type=float, default=None,
                    help="std of the Gaussian location policy (mnist, mnist-clut and folder 0.1; "
                         "translated, cluttered and cluttered100 0.2; before 2026-11-30 0.05 for all)")
+    r.add_argument("--std_final", type=float, default=None,
+                   help="anneal the location std during training on a half cosine from --std (epoch 1) "
+                        "to this value (the last epoch); validation, test and the report use it, the "
+                        "policy the run ends with (default: --std throughout)")
     r.add_argument("--first_glimpse", default="learned", choices=["learned", "random"],
                    help="where glimpse 1 looks: learned (the location network's mean from h_0 = 0, "
                         "plus the noise) or random (uniform over [-1, 1]^2 for every image, at train "
@@ -295,6 +299,8 @@ def _check(config):
         value = getattr(config, name)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"--{name} must be >= 0, got {value}")
+    if config.std_final is not None and not (math.isfinite(config.std_final) and config.std_final > 0):
+        raise ConfigError(f"--std_final must be a positive number, got {config.std_final}")
     if not math.isfinite(config.pixel_mean):
         raise ConfigError(f"--pixel_mean must be a finite number, got {config.pixel_mean}")
     if not 0 <= config.random_seed < 2 ** 32:

@@ -30,6 +30,14 @@ class Rollout(NamedTuple):
     b: torch.Tensor
 
 
+def final_std(config):
+    """The location std of the policy a run ends with: --std_final when the std was annealed
+    during training (the trainer sets each epoch's value), --std otherwise. Validation, test
+    and the report use it."""
+    final = getattr(config, "std_final", None)
+    return config.std if final is None else final
+
+
 class RecurrentAttention(nn.Module):
     """Glimpse at l_t ~ pi(. | h_{t-1}), update h_t, classify from h_t; t = 1..T.
 
@@ -64,7 +72,7 @@ class RecurrentAttention(nn.Module):
                    patch_size=config.patch_size, num_patches=config.num_patches,
                    glimpse_scale=config.glimpse_scale, glimpse_hidden=config.glimpse_hidden,
                    loc_hidden=config.loc_hidden, hidden_size=config.hidden_size,
-                   std=config.std, core_net_type=config.core_net_type,
+                   std=final_std(config), core_net_type=config.core_net_type,
                    reinforce_core=config.reinforce_core, locator_hidden=config.locator_hidden,
                    first_glimpse=config.first_glimpse, pixel_mean=config.pixel_mean,
                    pixel_std=config.pixel_std)

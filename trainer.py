@@ -42,6 +42,16 @@ def cosine_lr(init_lr, epoch, epochs):
     return init_lr * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2
 
 
+def annealed_std(std, std_final, epoch, epochs):
+    """Location std of training epoch 1..epochs: std throughout when std_final is None, else a
+    half cosine from std (epoch 1) to std_final (the last epoch, whose policy is the one
+    validated and tested): std_final + (std - std_final) * (1 + cos(pi * (epoch - 1) / (epochs - 1))) / 2."""
+    if std_final is None:
+        return std
+    frac = (epoch - 1) / (epochs - 1) if epochs > 1 else 1.0
+    return std_final + (std - std_final) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
+
+
 def glimpse_means(meter):
     """Per-glimpse means of a GlimpseMeter as lists, correct_t renamed accuracy_t; accuracy = accuracy_T."""
     metrics = meter.means()
@@ -220,7 +230,8 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = cosine_lr(config.init_lr, epoch, config.epochs)
             lr = self.optimizer.param_groups[0]["lr"]
-            train = self.train_one_epoch(epoch)
+            std = annealed_std(config.std, config.std_final, epoch, config.epochs)
+            train = self.train_one_epoch(epoch, std)
             valid = self.evaluate("valid", epoch=epoch)
             self.epoch = epoch
             if self.scheduler is not None:
@@ -234,10 +245,11 @@ class Trainer:
                 log_scalars(writer, "train", train, self.epoch)
                 log_scalars(writer, "val", valid, self.epoch)
                 writer.add_scalar("train/lr", lr, self.epoch)
-                writer.add_scalar("train/policy_std", config.std, self.epoch)
+                writer.add_scalar("train/policy_std", std, self.epoch)
             self.say(f"epoch {self.epoch}/{config.epochs}: train loss {train['loss']:.3f} "
                   f"acc {train['accuracy']:.2%} | valid acc {valid['accuracy']:.2%} "
-                  f"(error {1 - valid['accuracy']:.2%}){' [best]' if is_best else ''} | lr {lr:.2g}")
+                  f"(error {1 - valid['accuracy']:.2%}){' [best]' if is_best else ''} | lr {lr:.2g}"
+                  + (f" | std {std:.3g}" if config.std_final is not None else ""))
             if config.plot_freq and self.epoch % config.plot_freq == 0 and distributed.is_main():
                 self.plot(os.path.join(config.plot_dir, config.run_name, f"epoch_{self.epoch}.png"))
             self.save(is_best)
@@ -273,8 +285,18 @@ class Trainer:
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for _, p in params], self.config.max_grad_norm)
 
-    def train_one_epoch(self, epoch):
-        """One pass over the training set; returns epoch means, per-glimpse ones as lists."""
+    def train_one_epoch(self, epoch, std=None):
+        """One pass over the training set with location std `std` (default: the test policy's);
+        returns epoch means, per-glimpse ones as lists. The model keeps the test policy's std
+        outside it, so validation, plots and tests always use that."""
+        final = self.model.locator.std
+        self.model.locator.std = final if std is None else std
+        try:
+            return self._train_one_epoch(epoch)
+        finally:
+            self.model.locator.std = final
+
+    def _train_one_epoch(self, epoch):
         config, model = self.config, self.model
         model.train()
         meters = {k: AverageMeter() for k in ("loss", "nll", "baseline", "reinforce", "reward")}

@@ -103,6 +103,7 @@ def one_line_error(result, *needles):
     (["--patch_size=0"], "--patch_size"),
     (["--std=0"], "--std"),
     (["--std=nan"], "--std"),
+    (["--std_final=0"], "--std_final"),
     (["--batch_size=-3"], "--batch_size"),
     (["--patch_size=16", "--num_patches=3", "--glimpse_scale=2"], "largest retina patch"),
     (["--data_type=imagenet"], "--data_type"),
@@ -201,6 +202,41 @@ def test_the_location_std_defaults_per_data_type_and_the_flag_wins():
     assert get_config(["--data_type=cluttered", "--std=0.05"]).std == 0.05
 
 
+def test_annealed_std_trains_each_epoch_at_its_value_and_tests_at_the_final_one(run_cli, run_main, tmp_path,
+                                                                                 monkeypatch):
+    import modules
+
+    args = [*SMALL, "--std=0.3", "--std_final=0.05", "--run_name=anneal"]
+    seen = []  # (training?, std) of every rollout
+    rollout = modules.LocationNetwork.log_prob
+
+    def spy(self, l_raw, mu):
+        seen.append((torch.is_grad_enabled(), self.std))
+        return rollout(self, l_raw, mu)
+
+    monkeypatch.setattr(modules.LocationNetwork, "log_prob", spy)
+    run_main(*args, "--epochs=3")
+    training = [std for grad, std in seen if grad]
+    assert sorted(set(training), reverse=True) == pytest.approx([0.3, 0.175, 0.05])  # epochs 1, 2, 3
+    saved = json.loads((tmp_path / "ckpt" / "anneal" / "config.json").read_text())
+    assert (saved["std"], saved["std_final"]) == (0.3, 0.05)
+
+    from arguments import get_config
+    from model import RecurrentAttention
+
+    config = get_config(args)
+    assert RecurrentAttention.from_config(config, in_channels=1, num_classes=10).locator.std == 0.05
+    assert RecurrentAttention.from_config(get_config(SMALL), in_channels=1, num_classes=10).locator.std == 0.1
+    # The test needs the schedule it was trained with; without --std_final it is refused.
+    one_line_error(run_cli(*SMALL, "--std=0.3", "--is_train=False", "--run_name=anneal"), "std_final")
+    one_line_error(run_cli(*SMALL, "--std=0.3", "--std_final=0.1", "--is_train=False", "--run_name=anneal"),
+                   "std_final")
+    seen.clear()
+    report = run_main(*args, "--is_train=False", "--vae_epochs=1")
+    assert report["train_config"]["std_final"] == 0.05
+    assert {std for _, std in seen} == {0.05}  # the VAE's data, the test, the report: the final policy
+
+
 def test_batch_size_one_trains_and_reports(run_main, tmp_path):
     args = [*SMALL, "--subset=5", "--batch_size=1", "--run_name=b1"]
     run_main(*args, "--epochs=1")
@@ -232,7 +268,7 @@ def shipped_error(run, *, subset=1000):
 
     with open(os.path.join(ROOT, "models", run, "config.json")) as f:
         saved = {**LEGACY_DEFAULTS, **json.load(f)}
-    argv = [f"--{k}={saved[k]}" for k in MODEL_FIELDS if k in saved]
+    argv = [f"--{k}={saved[k]}" for k in MODEL_FIELDS if saved.get(k) is not None]
     config = get_config([*argv, f"--subset={subset}", f"--ckpt_dir={ROOT}/models", f"--run_name={run}"])
     trainer = Trainer(config, get_data(config))
     assert trainer.load("best.pt")["epoch"] >= 1

@@ -167,6 +167,17 @@ def test_cosine_lr_is_torchs_cosine_annealing_and_reaches_zero_after_the_last_ep
     assert cosine_lr(0.3, 4, 6) == pytest.approx(0.15)
 
 
+def test_annealed_std_runs_a_half_cosine_from_std_to_std_final():
+    from trainer import annealed_std
+
+    assert [annealed_std(0.2, None, e, 5) for e in (1, 3, 5)] == [0.2, 0.2, 0.2]
+    stds = [annealed_std(0.2, 0.05, e, 5) for e in range(1, 6)]
+    assert stds[0] == pytest.approx(0.2) and stds[-1] == pytest.approx(0.05) and stds[2] == pytest.approx(0.125)
+    assert all(a > b for a, b in zip(stds, stds[1:]))
+    assert annealed_std(0.2, 0.05, 1, 1) == pytest.approx(0.05)  # a one-epoch run trains the final policy
+    assert annealed_std(0.2, 0.05, 9, 5) == pytest.approx(0.05)  # past the schedule: the final value
+
+
 @pytest.mark.parametrize("num_patches", [1, 3])
 def test_bf16_autocast_loss_and_gradients_are_close_to_fp32(num_patches):
     """--precision bf16: the same rollout noise gives a loss and gradients within bf16's
