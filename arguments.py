@@ -234,9 +234,14 @@ def build_parser():
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")
-    e.add_argument("--imagine", default="bernoulli", choices=["bernoulli", "mean"],
-                   help="the VAE's imagined canvases for EIG and the eig policy: pixel-wise Bernoulli "
-                        "draws (what could be seen) or the mean image (the estimator before 2026-11-30)")
+    e.add_argument("--imagine", default="neighbours", choices=["neighbours", "bernoulli", "mean"],
+                   help="the imagined canvases for EIG and the eig policy: neighbours, the training "
+                        "canvases (of the first --imagine_bank) whose RAM state after as many glimpses is "
+                        "nearest (default since 2026-11-30); or the VAE's pixel-wise Bernoulli draws (what "
+                        "could be seen; the default before) or its mean image (the estimator before that)")
+    e.add_argument("--imagine_bank", type=int, default=20000,
+                   help="with --imagine neighbours: how many training images (the first, in order) "
+                        "the nearest canvases are taken from")
     e.add_argument("--imagine_prior", default="data", choices=["data", "vae"],
                    help="before the first glimpse, imagine random training canvases (data: the prior "
                         "predictive) or decode z ~ N(0, I) (vae)")
@@ -284,7 +289,7 @@ def _check(config):
     """Cross-field checks; raise ConfigError naming the first bad field."""
     positive = ("patch_size", "glimpse_scale", "num_patches", "loc_hidden", "glimpse_hidden",
                 "num_glimpses", "hidden_size", "M", "batch_size", "epochs", "lr_patience",
-                "train_patience", "vae_epochs", "latent_size", "vae_hidden", "eig_samples")
+                "train_patience", "vae_epochs", "latent_size", "vae_hidden", "eig_samples", "imagine_bank")
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(config, name)}")

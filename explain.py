@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from tqdm import tqdm
 import folders
 from arguments import ConfigError
 from faults import Stopped
-from information import (Imagination, calibration, expected_information_gain, fit_probe, fit_temperature,
+from information import (Bank, Imagination, calibration, expected_information_gain, fit_probe, fit_temperature,
                          information_gain, probe_logits, spread_check)
 from plots import animate_glimpses, draw_report, plot_curves, plot_image_explanation
 from policies import compare_policies
@@ -35,11 +36,14 @@ def test(config, data, trainer):
     state, vae = best_with_vae(config, data, trainer)
     seed_everything(config.random_seed)
     temperatures = glimpse_temperatures(config, trainer.model, data.loaders["valid"], trainer.device)
-    probes = None
+    bank_images = config.imagine_bank if config.imagine == "neighbours" else 0
+    states = probes = None
+    if config.probe_images or bank_images:
+        states = training_states(config, trainer.model, data.loaders["train"].dataset, trainer.device,
+                                 images=max(config.probe_images, bank_images))
     if config.probe_images:
-        probes = glimpse_probes(config, trainer.model, data.loaders["train"].dataset, trainer.device,
-                                images=config.probe_images)
-    imagination, imagined = imagination_settings(config, trainer.model, vae, data, trainer.device)
+        probes = glimpse_probes(trainer.model, states, trainer.device, images=config.probe_images)
+    imagination, imagined = imagination_settings(config, trainer.model, vae, data, trainer.device, states=states)
     # The report is a function of the checkpoints and the seed, whether or not the VAE
     # was trained (drawing random numbers) just before.
     seed_everything(config.random_seed)
@@ -247,20 +251,25 @@ SCALES = (1.0, 2.0, 3.0, 5.0)  # the posterior widths --imagine_scale=auto choos
 
 
 @torch.no_grad()
-def imagination_settings(config, model, vae, data, device, *, prior_images=2000, valid_images=1000):
-    """How the VAE imagines canvases for EIG and the eig policy (`information.Imagination`),
-    from --imagine, --imagine_prior and --imagine_scale, and what was chosen, for the report.
+def imagination_settings(config, model, vae, data, device, *, states=None, prior_images=2000, valid_images=1000):
+    """How canvases are imagined for EIG and the eig policy (`information.Imagination`), from
+    --imagine, --imagine_prior, --imagine_scale and --imagine_bank, and what was chosen, for the
+    report.
 
-    The prior is the first `prior_images` training canvases (in order). With
-    --imagine_scale=auto the posterior width is the one of SCALES whose imagined glimpses best
-    predict the real ones (`information.spread_check`, mean over the glimpses after the
-    first) on the first `valid_images` validation images: chosen on validation, never on the
-    test set."""
+    The prior is the first `prior_images` training canvases (in order). --imagine neighbours
+    takes the first --imagine_bank training canvases and their `states` (`training_states`)
+    as the bank. Otherwise the VAE imagines, and with --imagine_scale=auto its posterior width
+    is the one of SCALES whose imagined glimpses best predict the real ones
+    (`information.spread_check`, mean over the glimpses after the first) on the first
+    `valid_images` validation images: chosen on validation, never on the test set."""
+    train = data.loaders["train"].dataset
     prior = None
     if config.imagine_prior == "data":
-        train = data.loaders["train"].dataset
         prior = train[torch.arange(min(prior_images, len(train)))][0].to(device)  # (N, C_in, H, W)
     settings = {"draw": config.imagine, "prior": config.imagine_prior}
+    if config.imagine == "neighbours":
+        bank = neighbour_bank(vae, states, train, device, images=config.imagine_bank)
+        return Imagination(prior=prior, bank=bank), {**settings, "bank": int(states.h[:config.imagine_bank].shape[0])}
     make = functools.partial(Imagination, bernoulli=config.imagine == "bernoulli", prior=prior)
     if config.imagine_scale != "auto" or config.num_glimpses == 1:  # one glimpse: always from the prior
         scale = 1.0 if config.imagine_scale == "auto" else float(config.imagine_scale)
@@ -285,21 +294,45 @@ def imagination_settings(config, model, vae, data, device, *, prior_images=2000,
     return make(scale=scale), chosen
 
 
+class States(NamedTuple):
+    """The RAM's core states on one rollout of each of the first N training images (CPU)."""
+    h: torch.Tensor  # (N, T, D)
+    c: torch.Tensor | None  # (N, T, D) for an LSTM
+    y: torch.Tensor  # (N,)
+
+
 @torch.no_grad()
-def glimpse_probes(config, model, dataset, device, *, images):
-    """Per glimpse t, a linear probe (`information.fit_probe`) fitted on the frozen h_t of the
-    first `images` images of `dataset` (the training split, in order, so that the probes do
-    not depend on the shuffle; one rollout per image): what the state after glimpse t knows,
-    whatever the RAM's own classifier reads from it. A list of T (W (C, D), b (C,)) on device."""
+def training_states(config, model, dataset, device, *, images):
+    """`States` of the first `images` images of `dataset` (the training split, in order, so
+    that nothing depends on the shuffle; one rollout per image), for the probes and the
+    neighbour imagination's bank."""
     model.eval()
-    hs, labels, n = [], [], min(images, len(dataset))
-    for start in tqdm(range(0, n, config.batch_size), desc="probe states", unit="batch", leave=False):
+    hs, cs, labels, n = [], [], [], min(images, len(dataset))
+    for start in tqdm(range(0, n, config.batch_size), desc="training states", unit="batch", leave=False):
         x, _, y = dataset[torch.arange(start, min(start + config.batch_size, n))]
-        hs.append(model.rollout(x.to(device), config.num_glimpses).h.cpu())
+        out = model.rollout(x.to(device), config.num_glimpses)
+        hs.append(out.h.cpu())
+        cs.append(None if out.c is None else out.c.cpu())
         labels.append(y)
-    h, y = torch.cat(hs), torch.cat(labels)  # (N, T, D), (N,)
+    return States(torch.cat(hs), None if cs[0] is None else torch.cat(cs), torch.cat(labels))
+
+
+def glimpse_probes(model, states, device, *, images):
+    """Per glimpse t, a linear probe (`information.fit_probe`) fitted on the frozen h_t of the
+    first `images` of `states` (`training_states`): what the state after glimpse t knows,
+    whatever the RAM's own classifier reads from it. A list of T (W (C, D), b (C,)) on device."""
+    h, y = states.h[:images], states.y[:images]  # (N, T, D), (N,)
     C = model.classifier.fc.out_features
     return [tuple(p.to(device) for p in fit_probe(h[:, t], y, num_classes=C)) for t in range(h.shape[1])]
+
+
+def neighbour_bank(vae, states, dataset, device, *, images):
+    """The neighbour imagination's `information.Bank`: the first `images` training canvases,
+    keyed by the VAE's input (`vae.state_input`) after each glimpse but the last."""
+    h, c = states.h[:images], None if states.c is None else states.c[:images]
+    keys = tuple(vae.state_input(h[:, t].to(device), None if c is None else c[:, t].to(device))
+                 for t in range(h.shape[1] - 1))  # each (N, D or 2D)
+    return Bank(dataset=dataset, keys=keys)
 
 
 @torch.no_grad()
@@ -420,6 +453,9 @@ def summary_markdown(report):
     for key, name in (("ig", "IG"), ("eig", "EIG"), ("eig_gap", "EIG gap"), ("recon_mse", "recon MSE")):
         spec = columns[name][1]
         columns[name] = ([f"{v:{spec}} ± {s:{spec}}" for v, s in zip(g[key], g[key + "_se"])], "")
+    imagined = report.get("imagination") or {}
+    source = (f"training canvases whose RAM state after as many glimpses is nearest (of the first "
+              f"{imagined['bank']})" if imagined.get("draw") == "neighbours" else "canvases imagined by the VAE")
     lines = [f"# {report['run']}", "",
              f"Best checkpoint: epoch {report['epoch']}. Test accuracy {report['test_accuracy']:.2%} "
              f"(error {report['test_error']:.2%}) on {report['count']} images, M={report['M']}.", "",
@@ -430,7 +466,7 @@ def summary_markdown(report):
              "Per glimpse t, on the test set (mean, and standard error over images). Accuracy and "
              "entropy H_t from the M-averaged prediction; from one rollout per image: IG_t = H_{t-1} - H_t, "
              "EIG_t (the mutual information between the class and the glimpse over S="
-             f"{report['eig_samples']} canvases imagined by the VAE) and its consistency gap (KL of "
+             f"{report['eig_samples']} {source}) and its consistency gap (KL of "
              "the imagined beliefs' mean to the real belief; 0 when they agree), the expected "
              "calibration error (ECE, 15 bins) and NLL of the belief p_t, also after temperature scaling "
              "(the logits of glimpse t divided by the temperature fitted on the validation split; the "
@@ -446,7 +482,7 @@ def summary_markdown(report):
         lines += ["## Glimpse policies", "",
                   "The same frozen RAM looking where each policy says (learned: one sampled path of the "
                   "location network; random: uniform; eig: the candidate of largest expected information "
-                  "gain imagined by the VAE). Accuracy after glimpse t, realised IG_t and EIG_t at the chosen "
+                  f"gain, from {source}). Accuracy after glimpse t, realised IG_t and EIG_t at the chosen "
                   "locations (a fresh estimate).", "", policy_table(report["policies"], markdown=True), ""]
     return "\n".join(lines)
 

@@ -104,6 +104,30 @@ def fit_temperature(logits, y, *, max_iter=100):
 
 
 @dataclass(frozen=True)
+class Bank:
+    """The neighbour imagination's training canvases and the RAM's states on them.
+
+    dataset  indexable by a tensor of indices, giving (x, x_clean, y) (a split's dataset); its
+             first N images are the bank
+    keys     keys[t - 1] (N, K): the VAE's input (`vae.state_input`: h_t, and c_t for an LSTM)
+             after t glimpses of each bank image on its own rollout, t = 1..T-1
+    """
+    dataset: object
+    keys: tuple
+
+    def nearest(self, key, t, samples):
+        """The `samples` bank canvases whose state after t glimpses is nearest (Euclidean) to
+        key (B, K), nearest first: (S, B, C_in, H, W) on key's device. A bank smaller than S
+        repeats its images."""
+        keys = self.keys[t - 1].to(key.device)  # (N, K)
+        k = min(samples, keys.shape[0])
+        idx = torch.cdist(key.float(), keys.float()).topk(k, dim=1, largest=False).indices  # (B, k)
+        idx = idx[:, torch.arange(samples, device=idx.device) % k]  # (B, S)
+        canvas = self.dataset[idx.T.reshape(-1).cpu()][0]  # (S*B, C_in, H, W)
+        return canvas.to(key.device, key.dtype).unflatten(0, (samples, key.shape[0]))
+
+
+@dataclass(frozen=True)
 class Imagination:
     """How the VAE imagines the canvas a glimpse will see.
 
@@ -116,23 +140,35 @@ class Imagination:
     prior      before the first glimpse nothing is known, so the canvas is imagined from the
                prior predictive: canvases drawn at random from `prior` (N, C_in, H, W), real
                training canvases, when given; else z^s ~ N(0, I) decoded (and drawn when bernoulli).
+    bank       a `Bank`: after the first glimpse, the imagined canvases are the S real training
+               canvases whose core state after as many glimpses is nearest to the image's (a
+               non-parametric posterior predictive: what images that leave the RAM in this state
+               look like), instead of the VAE's; bernoulli and scale then play no part.
     The defaults are the mean image of q(z | h_{t-1}) and of N(0, I), the estimator before 2026-11-30.
     """
     bernoulli: bool = False
     scale: float = 1.0
     prior: torch.Tensor | None = None
+    bank: Bank | None = None
 
 
-def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator=None):
+def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator=None, t=None):
     """S imagined canvases per image, and the Bernoulli means they were drawn from (the
-    canvases themselves when drawn from the prior): ((S, B, C_in, H, W), (S, B, C_in, H, W)).
-    h_prev (B, D or 2D) is the VAE's input from the state after the glimpses so far
-    (`vae.state_input`, h and, for an LSTM, c), None before the first glimpse.
+    canvases themselves when drawn from the prior or the bank): ((S, B, C_in, H, W), (S, B,
+    C_in, H, W)). h_prev (B, D or 2D) is the VAE's input from the state after the glimpses so
+    far (`vae.state_input`, h and, for an LSTM, c), None before the first glimpse; t, the
+    number of those glimpses, is needed with a bank.
     Random numbers, in this order from `generator`: eps (S, B, Z), then the prior's indices
-    (S*B,) or the Bernoulli draws."""
+    (S*B,) or the Bernoulli draws (none for the bank's canvases)."""
     device = vae.encoder[0].weight.device
     dtype = vae.encoder[0].weight.dtype
     eps = torch.randn(samples, batch, vae.latent_size, device=device, dtype=dtype, generator=generator)
+    if h_prev is not None and imagination.bank is not None:
+        if t is None or not 1 <= t <= len(imagination.bank.keys):
+            raise ValueError(f"imagine: the bank holds states after 1..{len(imagination.bank.keys)} glimpses, "
+                             f"not after {t}")
+        canvas = imagination.bank.nearest(h_prev, t, samples)
+        return canvas, canvas
     if h_prev is None and imagination.prior is not None:
         prior = imagination.prior
         pick = torch.randint(0, prior.shape[0], (samples * batch,), device=prior.device, generator=generator)
@@ -195,7 +231,7 @@ def spread_check(model, vae, out, x, *, samples, imagination=Imagination(), gene
     nll = []
     for t in range(T):
         _, means = imagine(vae, vae_input_before(vae, model, out, t), samples=samples, batch=B,
-                           imagination=imagination, generator=generator)
+                           imagination=imagination, generator=generator, t=t)
         nll.append(glimpse_nll(model, x, means, out.l[:, t]))
     return torch.stack(nll, 1)  # (B, T)
 
@@ -240,7 +276,7 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
     columns = {key: [] for key in Expected._fields}
     for t in range(T):
         canvas, means = imagine(vae, vae_input_before(vae, model, out, t), samples=S, batch=B,
-                                imagination=imagination, generator=generator)
+                                imagination=imagination, generator=generator, t=t)
         state = tuple(s.repeat(S, 1) for s in model.state_before(out, t))  # each (S*B, D)
         l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
         h = model.step(canvas.flatten(0, 1), l, state)[0]  # (S*B, D)

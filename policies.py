@@ -5,9 +5,10 @@ most informative, and does looking there beat the location network?
     random   l_t ~ U[-1, 1]^2
     eig      l_t = the candidate of a G x G grid over [-1, 1]^2 (--eig_candidates G) with the
              largest expected information gain, EIG_t(l) = H(p_bar) - (1/S) sum_s H(p^s),
-             from S canvases x^s imagined by the VAE from the current state (`information.imagine`,
-             with the report's --imagine settings); before the first glimpse they are imagined
-             from the prior, so the first location is the same for every image up to sampling noise).
+             from S canvases x^s imagined from the current state (`information.imagine`, with the
+             report's --imagine settings: drawn by the VAE, or the training canvases whose state
+             is nearest); before the first glimpse they are imagined from the prior, so the first
+             location is the same for every image up to sampling noise).
 
 Every policy runs the same frozen RAM (glimpse network, core, classifier); only where it
 looks changes. The eig policy is batched: per glimpse, the S imagined canvases of every image
@@ -34,14 +35,16 @@ def candidate_grid(side, device=None):
 
 
 @torch.no_grad()
-def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=None, imagination=Imagination()):
+def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=None, imagination=Imagination(),
+                      t=None):
     """EIG (B, K) of a glimpse at each of the K candidate locations grid (K, 2), from the core
-    state before it (a tuple of (B, D)) and the current belief p_prev (B, C) (None before the
-    first glimpse: the canvas is then imagined from the prior, `information.imagine`)."""
+    state before it (a tuple of (B, D)), after t glimpses, and the current belief p_prev (B, C)
+    (None before the first glimpse: the canvas is then imagined from the prior,
+    `information.imagine`)."""
     h = state[0]
     B, S = h.shape[0], samples
     canvas, _ = imagine(vae, None if p_prev is None else vae.state_input(*state), samples=S, batch=B,
-                        imagination=imagination, generator=generator)  # (S, B, C_in, H, W)
+                        imagination=imagination, generator=generator, t=t)  # (S, B, C_in, H, W)
     if p_prev is None:
         C = model.classifier.fc.out_features
         p_prev = torch.full((B, C), 1.0 / C, device=h.device, dtype=h.dtype)  # (B, C)
@@ -73,12 +76,12 @@ def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, sampl
     prepared = model.retina.prepare(x)
     state = model.core.init_state(B, x.device, x.dtype)
     hs, cs, ls, p_prev = [], [], [], None
-    for _ in range(num_glimpses):
+    for t in range(num_glimpses):
         if policy == "random":
             l = torch.rand(B, 2, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1  # (B, 2)
         else:
             best = eig_per_candidate(model, vae, state, p_prev, grid, samples=samples, generator=generator,
-                                     imagination=imagination).argmax(1)  # (B,)
+                                     imagination=imagination, t=t).argmax(1)  # (B,)
             l = grid[best]  # (B, 2)
         state = model.look(prepared, l, state)
         p_prev = model.classifier(state[0]).softmax(-1)  # (B, C)

@@ -44,21 +44,25 @@ def test_smoke_train_then_test(run_cli, tmp_path):
                 "probe_eig_over_ig", "glimpse_nll", "glimpse_nll_se"):
         assert len(metrics["per_glimpse"][key]) == 3, key
     g = metrics["per_glimpse"]
-    imagined = metrics["imagination"]  # the defaults: Bernoulli draws, the data prior, the width chosen on validation
-    assert imagined["draw"] == "bernoulli" and imagined["prior"] == "data"
-    nll = imagined["validation_glimpse_nll"]
-    assert set(nll) == {"1", "2", "3", "5"} and imagined["scale"] == float(min(nll, key=nll.get))
-    assert "posterior width chosen on validation" in test.stdout
+    # the defaults: the neighbours of the first 20,000 (here all 256) training images, the data prior
+    assert metrics["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 256}
     assert all(v >= 0 for v in g["probe_eig"] + g["probe_eig_gap"] + g["glimpse_nll"])
     assert all(v >= 0 for v in g["eig"] + g["eig_gap"]) and all(0 <= v <= 1 for v in g["ece"])
     assert sum(map(sum, metrics["reliability"]["count"])) == 3 * 256
     assert metrics["train_config"]["epochs"] == 1 and metrics["config"]["is_train"] is False
     assert "| 3 |" in (report / "summary.md").read_text()
 
-    # A second test run reuses the VAE; --train_vae=True continues it up to --vae_epochs.
+    # A second test run reuses the VAE; imagined by it: Bernoulli draws, the width chosen on validation.
     vae_bytes = (run / "vae.pt").read_bytes()
-    assert run_cli(*SMALL, "--is_train=False", "--run_name=smoke").returncode == 0
+    drawn = run_cli(*SMALL, "--is_train=False", "--run_name=smoke", "--imagine=bernoulli")
+    assert drawn.returncode == 0, drawn.stderr
     assert (run / "vae.pt").read_bytes() == vae_bytes
+    imagined = json.loads((report / "metrics.json").read_text())["imagination"]
+    assert imagined["draw"] == "bernoulli" and imagined["prior"] == "data"
+    nll = imagined["validation_glimpse_nll"]
+    assert set(nll) == {"1", "2", "3", "5"} and imagined["scale"] == float(min(nll, key=nll.get))
+    assert "posterior width chosen on validation" in drawn.stdout
+    # --train_vae=True continues the VAE up to --vae_epochs.
     more = run_cli(*SMALL, "--is_train=False", "--run_name=smoke", "--train_vae=True", "--vae_epochs=2")
     assert more.returncode == 0, more.stderr
     assert "vae epoch 2/2" in more.stdout and "vae epoch 1/2" not in more.stdout
@@ -235,6 +239,19 @@ def test_annealed_std_trains_each_epoch_at_its_value_and_tests_at_the_final_one(
     report = run_main(*args, "--is_train=False", "--vae_epochs=1")
     assert report["train_config"]["std_final"] == 0.05
     assert {std for _, std in seen} == {0.05}  # the VAE's data, the test, the report: the final policy
+
+
+def test_the_neighbour_imagination_reports_and_drives_the_eig_policy(run_main, tmp_path):
+    args = [*SMALL, "--run_name=nbr"]
+    run_main(*args, "--epochs=1")
+    report = run_main(*args, "--is_train=False", "--imagine=neighbours", "--imagine_bank=64",
+                      "--policy", "learned", "eig", "--policy_images=16", "--eig_candidates=3")
+    assert report["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 64}
+    g = report["per_glimpse"]
+    assert all(v >= 0 and math.isfinite(v) for v in g["eig"] + g["eig_gap"] + g["probe_eig"] + g["glimpse_nll"])
+    assert len(report["policies"]["eig"]["eig"]) == 3 and report["policies"]["eig"]["images"] == 16
+    summary = (tmp_path / "report" / "nbr" / "summary.md").read_text()
+    assert "whose RAM state after as many glimpses is nearest (of the first 64)" in summary
 
 
 def test_batch_size_one_trains_and_reports(run_main, tmp_path):

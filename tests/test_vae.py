@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from arguments import DATASETS, ConfigError
 from conftest import tiny_ram
-from information import (Imagination, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
+from information import (Bank, Imagination, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
                          fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical,
                          spread_check)
 from utils import atomic_save
@@ -576,6 +576,40 @@ def test_imagination_draws_pixels_widens_the_posterior_and_starts_from_the_prior
                                  imagination=Imagination(bernoulli=True, prior=prior))
     assert first is first_means
     assert all(any(torch.equal(c, p) for p in prior) for c in first.flatten(0, 1))
+
+
+def test_the_bank_gives_the_nearest_canvases_in_order():
+    canvases = torch.arange(5.0)[:, None, None, None].expand(5, 1, 4, 4)  # canvas i is filled with i
+    dataset = TensorDataset(canvases, canvases, torch.arange(5))
+    keys = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]])  # (N, K = 1), after 1 glimpse
+    bank = Bank(dataset=dataset, keys=(keys, keys + 100))
+    near = bank.nearest(torch.tensor([[2.2], [9.0]]), 1, 3)  # (S, B, 1, 4, 4)
+    assert near.shape == (3, 2, 1, 4, 4)
+    assert near[:, 0, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and near[:, 1, 0, 0, 0].tolist() == [4.0, 3.0, 2.0]
+    assert bank.nearest(torch.tensor([[102.0]]), 2, 1)[0, 0, 0, 0, 0] == 2.0  # keys after 2 glimpses
+    assert bank.nearest(torch.tensor([[0.0]]), 1, 7)[:, 0, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 0, 1]
+    vae = tiny_vae((1, 4, 4), clean_shape=(1, 4, 4))
+    canvas, same = imagine(vae, torch.tensor([[2.2]]), samples=2, batch=1, imagination=Imagination(bank=bank), t=1)
+    assert canvas is same and canvas[:, 0, 0, 0, 0].tolist() == [2.0, 3.0]
+    for t in (None, 0, 3):
+        with pytest.raises(ValueError, match="after 1..2 glimpses"):
+            imagine(vae, torch.tensor([[2.2]]), samples=2, batch=1, imagination=Imagination(bank=bank), t=t)
+
+
+@pytest.mark.parametrize("core,state", [("rnn", "h"), ("lstm", "hc")])
+def test_eig_from_a_bank_of_the_images_themselves_is_their_own_next_belief(core, state):
+    """Each image is its own nearest neighbour, so with S = 1 the imagined glimpse is the real
+    one: EIG 0 and gap KL(p_t || p_{t-1}) exactly."""
+    model, vae = tiny_ram(seed=0, core_net_type=core).eval(), tiny_vae(state=state)
+    x = torch.rand(6, 1, 28, 28)
+    out = hidden_states(model, x, 3)
+    keys = tuple(vae.state_input(out.h[:, t], None if out.c is None else out.c[:, t]) for t in range(2))
+    bank = Bank(dataset=TensorDataset(x, x, torch.zeros(6)), keys=keys)
+    expected = expected_information_gain(model, vae, out, x, samples=1,
+                                         imagination=Imagination(prior=x[:1], bank=bank))
+    p = out.logits.softmax(-1)
+    assert expected.eig.abs().max() < 1e-6
+    torch.testing.assert_close(expected.gap[:, 1:], kl_categorical(p[:, 1:], p[:, :-1]), atol=1e-5, rtol=1e-4)
 
 
 def test_the_glimpse_nll_prefers_an_imagination_that_contains_what_was_seen():
