@@ -269,7 +269,7 @@ def imagination_settings(config, model, vae, data, device, *, states=None, prior
     settings = {"draw": config.imagine, "prior": config.imagine_prior}
     if config.imagine == "neighbours":
         bank = neighbour_bank(vae, states, train, device, images=config.imagine_bank)
-        return Imagination(prior=prior, bank=bank), {**settings, "bank": int(states.h[:config.imagine_bank].shape[0])}
+        return Imagination(prior=prior, bank=bank), {**settings, "bank": min(config.imagine_bank, len(states.h))}
     make = functools.partial(Imagination, bernoulli=config.imagine == "bernoulli", prior=prior)
     if config.imagine_scale != "auto" or config.num_glimpses == 1:  # one glimpse: always from the prior
         scale = 1.0 if config.imagine_scale == "auto" else float(config.imagine_scale)

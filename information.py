@@ -129,7 +129,7 @@ class Bank:
 
 @dataclass(frozen=True)
 class Imagination:
-    """How the VAE imagines the canvas a glimpse will see.
+    """How the canvas a glimpse will see is imagined (by the VAE, or from a `Bank`).
 
     bernoulli  each imagined canvas is a draw x^s ~ Bernoulli(sigmoid(decode(z^s))) pixel by
                pixel (the VAE's likelihood), not its mean image: a draw of what could be seen,

@@ -34,8 +34,7 @@ def final_std(config):
     """The location std of the policy a run ends with: --std_final when the std was annealed
     during training (the trainer sets each epoch's value), --std otherwise. Validation, test
     and the report use it."""
-    final = getattr(config, "std_final", None)
-    return config.std if final is None else final
+    return config.std if config.std_final is None else config.std_final
 
 
 class RecurrentAttention(nn.Module):

@@ -599,7 +599,7 @@ def test_the_bank_gives_the_nearest_canvases_in_order():
 @pytest.mark.parametrize("core,state", [("rnn", "h"), ("lstm", "hc")])
 def test_eig_from_a_bank_of_the_images_themselves_is_their_own_next_belief(core, state):
     """Each image is its own nearest neighbour, so with S = 1 the imagined glimpse is the real
-    one: EIG 0 and gap KL(p_t || p_{t-1}) exactly."""
+    one: EIG 0 and gap KL(p_t || p_{t-1}), up to rounding."""
     model, vae = tiny_ram(seed=0, core_net_type=core).eval(), tiny_vae(state=state)
     x = torch.rand(6, 1, 28, 28)
     out = hidden_states(model, x, 3)
