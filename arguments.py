@@ -72,7 +72,7 @@ MODEL_FIELDS = (
 TRAINING_FIELDS = (
     "reward", "reward_beta", "training_mode", "classify_all", "reinforce_core", "actor_weight",
     "critic_weight", "data_seed", "lr_schedule", "batch_size", "subset", "data_source", "init_lr",
-    "max_grad_norm", "random_seed",
+    "max_grad_norm", "random_seed", "fresh_canvases",
 )
 
 # Settings a resume may change (how long to train, how to validate, how fast to compute):
@@ -81,7 +81,8 @@ RESUME_MAY_CHANGE = ("epochs", "train_patience", "M", "precision", "use_gpu")
 
 # Fields added after checkpoints were first shipped, with the value those checkpoints used.
 LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau", "max_grad_norm": 0.0,
-                   "first_glimpse": "learned", "pixel_mean": 0.0, "pixel_std": 1.0, "std_final": None}
+                   "first_glimpse": "learned", "pixel_mean": 0.0, "pixel_std": 1.0, "std_final": None,
+                   "fresh_canvases": False}
 
 
 class ConfigError(ValueError):
@@ -197,6 +198,11 @@ def build_parser():
                         "each class held out for validation (split seeded by --data_seed)")
     d.add_argument("--test_size", type=float, default=0.1,
                    help="likewise, the fraction of each class held out for the test")
+    d.add_argument("--fresh_canvases", type=str2bool, default=False,
+                   help="translated, cluttered, cluttered100, mnist-clut: train on new canvases every "
+                        "epoch (each digit's position and its clutter drawn again, seeded by --data_seed "
+                        "and the epoch; epoch 1 is the cached set), so no canvas is seen twice; "
+                        "validation and test keep theirs")
     d.add_argument("--data_seed", type=int, default=0,
                    help="seed of the translated/cluttered generator and of a folder's split (fixed "
                         "apart from --random_seed, so runs with different seeds see the same data)")
@@ -311,6 +317,9 @@ def _check(config):
     if not 0 <= config.random_seed < 2 ** 32:
         raise ConfigError(f"--random_seed must be in [0, 2^32), got {config.random_seed}")
     folder = config.data_type == "folder"
+    if config.fresh_canvases and config.data_type in ("mnist", "folder"):
+        raise ConfigError(f"--fresh_canvases draws generated canvases; {config.data_type} has none "
+                          f"(translated, cluttered, cluttered100, mnist-clut)")
     if config.image_size is not None:
         if not folder:
             raise ConfigError(f"--image_size is for --data_type folder; {config.data_type} has its own size")

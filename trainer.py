@@ -16,6 +16,7 @@ from tqdm import tqdm
 import distributed
 import folders
 from arguments import LEGACY_DEFAULTS, MODEL_FIELDS, RESUME_MAY_CHANGE, TRAINING_FIELDS, ConfigError
+from data_loader import redraw_canvases
 from faults import SignalGuard, Stopped, fault_point
 from information import glimpse_statistics
 from losses import hybrid_loss, loss_settings
@@ -302,6 +303,7 @@ class Trainer:
         meters = {k: AverageMeter() for k in ("loss", "nll", "baseline", "reinforce", "reward")}
         glimpses = GlimpseMeter()
         loader = self.data.loaders["train"]
+        redraw_canvases(loader.dataset, config, epoch)
         if self.data.shard is not None:
             self.data.shard.set_epoch(epoch)  # each epoch its own shuffle, the same on every rank
         net = self.model if self.ddp is None else self.ddp

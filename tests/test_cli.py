@@ -108,6 +108,7 @@ def one_line_error(result, *needles):
     (["--std=0"], "--std"),
     (["--std=nan"], "--std"),
     (["--std_final=0"], "--std_final"),
+    (["--fresh_canvases=True"], "--fresh_canvases"),
     (["--batch_size=-3"], "--batch_size"),
     (["--patch_size=16", "--num_patches=3", "--glimpse_scale=2"], "largest retina patch"),
     (["--data_type=imagenet"], "--data_type"),
@@ -239,6 +240,35 @@ def test_annealed_std_trains_each_epoch_at_its_value_and_tests_at_the_final_one(
     report = run_main(*args, "--is_train=False", "--vae_epochs=1")
     assert report["train_config"]["std_final"] == 0.05
     assert {std for _, std in seen} == {0.05}  # the VAE's data, the test, the report: the final policy
+
+
+def test_fresh_canvases_change_every_epoch_and_a_resumed_run_equals_an_unbroken_one(run_cli, run_main, tmp_path,
+                                                                                    monkeypatch):
+    import trainer
+
+    args = [*SMALL, "--data_type=mnist-clut", "--fresh_canvases=True"]
+    seen = []  # (epoch, the training canvases it trained on)
+    redraw = trainer.redraw_canvases
+
+    def spy(dataset, config, epoch):
+        redraw(dataset, config, epoch)
+        seen.append((epoch, dataset.x.clone()))
+
+    monkeypatch.setattr(trainer, "redraw_canvases", spy)
+    run_main(*args, "--epochs=3", "--run_name=straight")
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    canvases = [x for _, x in seen]
+    assert not torch.equal(canvases[0], canvases[1]) and not torch.equal(canvases[1], canvases[2])
+    run_main(*args, "--epochs=1", "--run_name=broken")  # epoch 1's lr is the same for any --epochs
+    run_main(*args, "--epochs=3", "--run_name=broken", "--resume=True")
+    assert torch.equal(seen[-2][1], canvases[1]) and torch.equal(seen[-1][1], canvases[2])  # resumed: 2, 3
+    a = weights(tmp_path / "ckpt" / "straight" / "latest.pt")
+    b = weights(tmp_path / "ckpt" / "broken" / "latest.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    # Continuing without the flag would mix two experiments in one run: refused, named.
+    one_line_error(run_cli(*SMALL, "--data_type=mnist-clut", "--epochs=4", "--run_name=broken", "--resume=True"),
+                   "fresh_canvases")
 
 
 def test_the_neighbour_imagination_reports_and_drives_the_eig_policy(run_main, tmp_path):

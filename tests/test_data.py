@@ -110,6 +110,34 @@ def test_digit_exactly_at_recorded_position_without_clutter():
         assert g.canvas[n].sum(dtype=np.int64) == digits[n].sum(dtype=np.int64)  # nothing elsewhere
 
 
+def test_fresh_canvases_are_drawn_per_epoch_from_the_same_digits():
+    from data_loader import ImageSet, redraw_canvases
+
+    digits = random_digits(64)
+    g = make(digits, "cluttered")
+
+    def canvases(epoch, *flags):
+        dataset = ImageSet(g.canvas, digits[:, None], np.zeros(64, np.int64), 10, position=g.position)
+        redraw_canvases(dataset, get_config(["--data_type=cluttered", *flags]), epoch)
+        return dataset
+
+    cached = torch.as_tensor(g.canvas)
+    assert torch.equal(canvases(3).x, cached)  # without the flag: the cached set at every epoch
+    fresh = ["--fresh_canvases=True"]
+    assert torch.equal(canvases(1, *fresh).x, cached)  # epoch 1: the cached set
+    two, again, three = canvases(2, *fresh), canvases(2, *fresh), canvases(3, *fresh)
+    other_seed = canvases(2, *fresh, "--data_seed=1")
+    assert torch.equal(two.x, again.x) and torch.equal(two.position, again.position)
+    for a, b in ((two, three), (two, other_seed)):
+        assert not torch.equal(a.x, b.x) and not torch.equal(a.position, b.position)
+    assert not torch.equal(two.x, cached)
+    for dataset in (two, three):  # each digit lies under its new recorded position
+        assert torch.equal(dataset.x_clean, torch.as_tensor(digits[:, None]))
+        for n in range(64):
+            r, c = dataset.position[n].tolist()
+            assert (dataset.x[n, 0, r:r + 28, c:c + 28] >= dataset.x_clean[n, 0]).all()
+
+
 def test_digit_under_clutter_equal_where_no_piece_overlaps():
     digits = random_digits(80)
     g = make(digits, "cluttered")
