@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA path end to end, in about 5 minutes on one GPU: train, resume and test with the
-# report (fp32 and bf16, RNN and LSTM, a generated 60x60 set with --fresh_canvases), the
-# eig policy, one-process torchrun (nccl), a shipped model's test on the full test set, and
-# the speed of a full training epoch per task.
+# report (fp32 and bf16, RNN and LSTM, a generated 60x60 set with --fresh_canvases), a resumed
+# run against an unbroken one, the eig policy, one-process torchrun (nccl), a shipped model's
+# test on the full test set, and the speed of a full training epoch per task.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]     # default ./gpu_check; the log is OUT_DIR/gpu_check.log
 #
@@ -38,6 +38,21 @@ step "mnist fp32: train 2 epochs" 120 $py main.py $small --epochs=2 --run_name g
 step "mnist fp32: resume to 3" 120 $py main.py $small --epochs=3 --resume=True --run_name g_mnist $dirs
 step "mnist fp32: test, report, learned/eig/random policies" 240 $py main.py $small --epochs=3 --is_train=False \
   --run_name g_mnist --policy learned eig random --policy_images=256 $dirs
+# Resume on CUDA: an unbroken 2-epoch run, the same again, and one stopped after epoch 1 and
+# resumed. Passes when the resumed run is as close to the unbroken one as the repeat is
+# (GPU kernels with atomic adds need not repeat bit for bit); prints both differences.
+step "resume on CUDA equals an unbroken run as closely as a repeat does" 240 bash -c "
+  $py main.py $small --epochs=2 --run_name g_straight $dirs && $py main.py $small --epochs=2 --run_name g_again $dirs &&
+  $py main.py $small --epochs=1 --run_name g_broken $dirs &&
+  $py main.py $small --epochs=2 --resume=True --run_name g_broken $dirs && $py - $work/ckpt <<'PY'
+import sys, torch
+load = lambda run: torch.load(f'{sys.argv[1]}/{run}/latest.pt', map_location='cpu', weights_only=True)['model']
+a, b, c = load('g_straight'), load('g_again'), load('g_broken')
+diff = lambda x, y: max((x[k].float() - y[k].float()).abs().max().item() for k in x)
+repeat, resumed = diff(a, b), diff(a, c)
+print(f'max |weight difference| to the unbroken run: repeat {repeat:.3g}, resumed {resumed:.3g}')
+sys.exit(0 if resumed <= repeat else 1)
+PY"
 clut="--data_type cluttered --num_glimpses 8 --core_net_type lstm --std_final 0.05 --fresh_canvases=True"
 step "cluttered LSTM bf16, fresh canvases: train 2 epochs" 180 $py main.py $small $clut --precision bf16 --epochs=2 \
   --run_name g_clut $dirs
