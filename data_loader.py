@@ -185,6 +185,13 @@ def generate(digits, *, canvas_size, num_clutter, clutter_size, rng, chunk_size=
                      clutter_crop.astype(np.int64), clutter_position.astype(np.int64))
 
 
+def generate_for(data_type, digits, rng, **kw):
+    """`generate` with data_type's canvas side, clutter count and piece size (arguments.DATASETS)."""
+    spec = DATASETS[data_type]
+    return generate(digits, canvas_size=spec["image_size"], num_clutter=spec["num_clutter"],
+                    clutter_size=spec["clutter_size"], rng=rng, **kw)
+
+
 def epoch_rng(data_seed, epoch):
     """The RNG of epoch's fresh training canvases (--fresh_canvases): a stream per (data_seed,
     epoch), apart from every split's (`split_rng` takes two numbers, this three)."""
@@ -198,9 +205,7 @@ def redraw_canvases(dataset, config, epoch):
     4 s (100x100) per epoch for 50k images on one thread."""
     if not config.fresh_canvases or epoch <= 1:
         return
-    spec = DATASETS[config.data_type]
-    g = generate(dataset.x_clean[:, 0].numpy(), canvas_size=spec["image_size"], num_clutter=spec["num_clutter"],
-                 clutter_size=spec["clutter_size"], rng=epoch_rng(config.data_seed, epoch))
+    g = generate_for(config.data_type, dataset.x_clean[:, 0].numpy(), epoch_rng(config.data_seed, epoch))
     dataset.x, dataset.position = torch.from_numpy(g.canvas), torch.from_numpy(g.position)
 
 
@@ -262,7 +267,6 @@ def read_cache(path, manifest):
 def generated_splits(config, mnist):
     """{split: Generated} for config.data_type from the cache in config.data_dir, built (and
     cached) when missing, made with other parameters or a different MNIST, or damaged."""
-    spec = DATASETS[config.data_type]
     path = cache_path(config)
     manifest = dict(generation_params(config), source_sha256=source_digest(mnist))
     splits, why = read_cache(path, manifest)
@@ -273,9 +277,8 @@ def generated_splits(config, mnist):
     total = sum(len(mnist[split][0]) for split in SPLITS)
     # delay: the bar appears only when generation takes longer than a second.
     with tqdm(total=total, desc=f"generating {config.data_type}", unit="img", delay=1.0) as bar:
-        splits = {split: generate(mnist[split][0], canvas_size=spec["image_size"],
-                                  num_clutter=spec["num_clutter"], clutter_size=spec["clutter_size"],
-                                  rng=split_rng(split, config.data_seed), progress=bar.update)
+        splits = {split: generate_for(config.data_type, mnist[split][0], split_rng(split, config.data_seed),
+                                      progress=bar.update)
                   for split in SPLITS}
     write_cache(path, splits, manifest)
     return splits

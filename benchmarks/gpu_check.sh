@@ -22,13 +22,16 @@ dirs="--ckpt_dir $work/ckpt --logs_dir $work/logs --plot_dir $work/plots --repor
 failures=0
 
 step() {  # step NAME SECONDS COMMAND...: run it, log its output, say PASS or FAIL with the time
+  # (left in $elapsed); returns the command's exit code
   local name=$1 limit=$2; shift 2
   local start=$SECONDS
   echo "=== $name: $*" >>"$log"
   timeout "$limit" "$@" >>"$log" 2>&1
   local code=$?
-  if [ $code -eq 0 ]; then echo "PASS $name ($((SECONDS - start)) s)" | tee -a "$log"
-  else echo "FAIL $name (exit $code after $((SECONDS - start)) s)" | tee -a "$log"; failures=$((failures + 1)); fi
+  elapsed=$((SECONDS - start))
+  if [ $code -eq 0 ]; then echo "PASS $name ($elapsed s)" | tee -a "$log"
+  else echo "FAIL $name (exit $code after $elapsed s)" | tee -a "$log"; failures=$((failures + 1)); fi
+  return $code
 }
 
 { nvidia-smi -L; $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } >>"$log" 2>&1
@@ -71,11 +74,11 @@ for task in "mnist --num_glimpses 6" "cluttered --num_glimpses 8 --core_net_type
             "cluttered100 --num_glimpses 8 --core_net_type lstm"; do
   for precision in fp32 bf16; do
     name="full epoch: ${task%% *} $precision"
+    seconds="?"
     step "$name" 240 $py main.py --use_gpu=True --data_type $task --precision $precision --epochs=1 --plot_freq=0 \
-      --run_name "g_epoch_${task%% *}_$precision" $dirs
-    grep -a "epoch 1/1" "$log" | tail -1 | tee -a "$out/epochs.txt" >/dev/null
-    seconds=$(grep -a "^PASS $name" "$log" | tail -1 | sed 's/.*(\([0-9]*\) s)/\1/')
-    echo "$name: ${seconds:-?} s including start-up and data" | tee -a "$out/epochs.txt"
+      --run_name "g_epoch_${task%% *}_$precision" $dirs && seconds=$elapsed
+    grep -a "epoch 1/1" "$log" | tail -1 >>"$out/epochs.txt"
+    echo "$name: $seconds s including start-up and data" | tee -a "$out/epochs.txt"
   done
 done
 echo "failures: $failures" | tee -a "$log"

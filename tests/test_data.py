@@ -64,9 +64,7 @@ def slow_canvas(digits, g, canvas_size, side):
 
 
 def make(digits, name, seed=0, split="train", **kw):
-    spec = DATASETS[name]
-    return generate(digits, canvas_size=spec["image_size"], num_clutter=spec["num_clutter"],
-                    clutter_size=spec["clutter_size"], rng=split_rng(split, seed), **kw)
+    return data_loader.generate_for(name, digits, split_rng(split, seed), **kw)
 
 
 # ------------------------------------------------------------------------------ generate
