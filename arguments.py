@@ -54,6 +54,7 @@ PRESETS = {
 
 # Glimpse policies at test time (policies.py).
 POLICIES = ("learned", "random", "eig")
+ESTIMATORS = ("jackknife", "plugin")  # of EIG and its gap from S imagined beliefs (information.py)
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
@@ -240,6 +241,10 @@ def build_parser():
     e.add_argument("--vae_beta", type=float, default=1.0, help="weight of the KL term of the ELBO")
     e.add_argument("--eig_samples", type=int, default=16,
                    help="imagined images S per glimpse for the expected information gain")
+    e.add_argument("--eig_estimator", default="jackknife", choices=ESTIMATORS,
+                   help="EIG and its gap from the S imagined beliefs: jackknife (default since "
+                        "2026-11-30) removes the 1/S bias of the entropy of their mean, which the "
+                        "plugin estimator (the one before) moves from EIG into the gap")
     e.add_argument("--imagine", default="neighbours", choices=["neighbours", "bernoulli", "mean"],
                    help="the imagined canvases for EIG and the eig policy: neighbours, the training "
                         "canvases (of the first --imagine_bank) whose RAM state after as many glimpses is "

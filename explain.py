@@ -63,7 +63,7 @@ def test(config, data, trainer):
         print(policy_table(policies))
     report = {
         "run": config.run_name, "epoch": state["epoch"], "val_accuracy": state["best_acc"], "M": config.M,
-        "eig_samples": config.eig_samples, "imagination": imagined, "test_accuracy": metrics["accuracy"],
+        "eig_samples": config.eig_samples, "eig_estimator": config.eig_estimator, "imagination": imagined, "test_accuracy": metrics["accuracy"],
         "test_error": 1 - metrics["accuracy"], "test_errors": errors, "test_nll": metrics["nll"],
         "count": metrics["count"],
         "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
@@ -357,7 +357,7 @@ def explain(config, model, vae, loader, device, *, temperatures=None, probes=Non
         decoded = decoded_per_glimpse(vae, vae.state_input(out.h, out.c))  # (B, T, 1, 28, 28)
         mse, bce = reconstruction_errors(decoded, x_clean)  # (B, T) each
         expected = expected_information_gain(model, vae, out, x, samples=config.eig_samples,
-                                             imagination=imagination, probes=probes)
+                                             imagination=imagination, probes=probes, estimator=config.eig_estimator)
         label = y[:, None, None].expand(-1, probs.shape[1], 1)  # (B, T, 1)
         nll = -out.logits.log_softmax(-1).gather(2, label)[..., 0]  # (B, T)
         scaled = (out.logits / tau[:, None]).log_softmax(-1)  # (B, T, C)
@@ -467,7 +467,8 @@ def summary_markdown(report):
              "entropy H_t from the M-averaged prediction; from one rollout per image: IG_t = H_{t-1} - H_t, "
              "EIG_t (the mutual information between the class and the glimpse over S="
              f"{report['eig_samples']} {source}) and its consistency gap (KL of "
-             "the imagined beliefs' mean to the real belief; 0 when they agree), the expected "
+             "the imagined beliefs' mean to the real belief; 0 when they agree), both by the "
+             f"{report.get('eig_estimator', 'plugin')} estimator, the expected "
              "calibration error (ECE, 15 bins) and NLL of the belief p_t, also after temperature scaling "
              "(the logits of glimpse t divided by the temperature fitted on the validation split; the "
              "IG and EIG columns use the unscaled beliefs); reconstruction error of the "

@@ -4,7 +4,8 @@ most informative, and does looking there beat the location network?
     learned  l_t ~ N(mu(h_{t-1}), std^2): the RAM's own location network, one sampled path (M = 1)
     random   l_t ~ U[-1, 1]^2
     eig      l_t = the candidate of a G x G grid over [-1, 1]^2 (--eig_candidates G) with the
-             largest expected information gain, EIG_t(l) = H(p_bar) - (1/S) sum_s H(p^s),
+             largest expected information gain, EIG_t(l) = H(p_bar) - (1/S) sum_s H(p^s)
+             (by --eig_estimator, `information.eig_from_samples`),
              from S canvases x^s imagined from the current state (`information.imagine`, with the
              report's --imagine settings: drawn by the VAE, or the training canvases whose state
              is nearest); before the first glimpse they are imagined from the prior, so the first
@@ -36,7 +37,7 @@ def candidate_grid(side, device=None):
 
 @torch.no_grad()
 def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=None, imagination=Imagination(),
-                      t=None):
+                      t=None, estimator="jackknife"):
     """EIG (B, K) of a glimpse at each of the K candidate locations grid (K, 2), from the core
     state before it (a tuple of (B, D)), after t glimpses, and the current belief p_prev (B, C)
     (None before the first glimpse: the canvas is then imagined from the prior,
@@ -55,13 +56,13 @@ def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=Non
         l = l.expand(S * B, 2)  # (S*B, 2)
         h_next = model.look(prepared, l, repeated)[0]  # (S*B, D)
         p_next = model.classifier(h_next).softmax(-1).view(S, B, -1)  # (S, B, C)
-        eigs.append(eig_from_samples(p_prev, p_next)[0])  # (B,)
+        eigs.append(eig_from_samples(p_prev, p_next, estimator=estimator)[0])  # (B,)
     return torch.stack(eigs, 1)  # (B, K)
 
 
 @torch.no_grad()
 def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, samples=8, generator=None,
-                   imagination=Imagination()):
+                   imagination=Imagination(), estimator="jackknife"):
     """T glimpses of the frozen RAM on x (B, C_in, H, W) with locations from `policy`; a
     `Rollout` with h, c, logits, l (for random and eig, mu, log_pi and b are None: no policy
     gradient here)."""
@@ -81,7 +82,7 @@ def policy_rollout(model, x, num_glimpses, *, policy, vae=None, grid=None, sampl
             l = torch.rand(B, 2, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1  # (B, 2)
         else:
             best = eig_per_candidate(model, vae, state, p_prev, grid, samples=samples, generator=generator,
-                                     imagination=imagination, t=t).argmax(1)  # (B,)
+                                     imagination=imagination, t=t, estimator=estimator).argmax(1)  # (B,)
             l = grid[best]  # (B, 2)
         state = model.look(prepared, l, state)
         p_prev = model.classifier(state[0]).softmax(-1)  # (B, C)
@@ -113,10 +114,11 @@ def compare_policies(config, model, vae, loader, device, policies, *, max_images
                 x, y = x[:max_images - n], y[:max_images - n]
             x, y = x.to(device), y.to(device)
             rollout = policy_rollout(model, x, config.num_glimpses, policy=policy, vae=vae, grid=grid,
-                                     samples=config.eig_samples, generator=generator, imagination=imagination)
+                                     samples=config.eig_samples, generator=generator, imagination=imagination,
+                                     estimator=config.eig_estimator)
             probs = rollout.logits.softmax(-1)  # (B, T, C)
             eig = expected_information_gain(model, vae, rollout, x, samples=config.eig_samples, generator=generator,
-                                            imagination=imagination).eig
+                                            imagination=imagination, estimator=config.eig_estimator).eig
             meter.update(accuracy=(probs.argmax(-1) == y[:, None]).float(), ig=information_gain(probs), eig=eig)
             n += x.shape[0]
         out[policy] = {key + suffix: getattr(meter, fn)(key) for key in ("accuracy", "ig", "eig")
