@@ -43,7 +43,8 @@ recipe="--init_lr 1e-3 --lr_schedule cosine --locator_hidden 128 --train_patienc
 # the run's name: paper_cluttered_std0.2-0.05_lstm_fresh_s1) since 2026-11-30: seed 1 at 100
 # epochs erred 5.15% at M = 1 against 5.78% on the fixed canvases, the only change. On
 # translated it was no clear gain (1.58% against 1.47%), so that row keeps fixed canvases.
-# At its full 200 epochs the cluttered row erred 4.03% at M = 1 (seed 1, 2026-11-30).
+# At their full 200 epochs the cluttered row erred 4.03% at M = 1 and the 100x100 row 11.29%
+# (seed 1 each, 2026-11-30).
 # The report's VAE of a large canvas trains for 3 epochs (main.py's default is 10): at
 # 100x100 an epoch takes about 7 min on this 2-core machine. It never changes a test error.
 case $task in
