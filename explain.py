@@ -63,9 +63,9 @@ def test(config, data, trainer):
         print(policy_table(policies))
     report = {
         "run": config.run_name, "epoch": state["epoch"], "val_accuracy": state["best_acc"], "M": config.M,
-        "eig_samples": config.eig_samples, "eig_estimator": config.eig_estimator, "imagination": imagined, "test_accuracy": metrics["accuracy"],
-        "test_error": 1 - metrics["accuracy"], "test_errors": errors, "test_nll": metrics["nll"],
-        "count": metrics["count"],
+        "eig_samples": config.eig_samples, "eig_estimator": config.eig_estimator, "imagination": imagined,
+        "test_accuracy": metrics["accuracy"], "test_error": 1 - metrics["accuracy"], "test_errors": errors,
+        "test_nll": metrics["nll"], "count": metrics["count"],
         "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
                         "ig_mc": metrics["ig_t"], **explained},
         "reliability": reliability,

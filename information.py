@@ -84,9 +84,10 @@ def eig_from_samples(p_prev, p_next, *, estimator="jackknife"):
     p = p_next.double()
     p_bar = p.mean(0)  # (B, C)
     left_out = ((S * p_bar - p) / (S - 1)).clamp_min(0.0)  # (S, B, C): the mean without sample i
-    h_bar = S * entropy(p_bar) - (S - 1) * entropy(left_out).mean(0)  # (B,)
-    eig = (h_bar - entropy(p).mean(0)).clamp_min(0.0)  # >= 0 but for rounding
-    gap = -h_bar - torch.special.xlogy(p_bar, p_prev.double()).sum(-1)  # KL(p_bar || p_prev), debiased
+    # The jackknife's H(p_bar) minus the plugin's: what the plugin moves from EIG into the gap.
+    correction = (S - 1) * (entropy(p_bar) - entropy(left_out).mean(0))  # (B,), >= 0
+    eig = (entropy(p_bar) - entropy(p).mean(0) + correction).clamp_min(0.0)  # >= 0 but for rounding
+    gap = kl_categorical(p_bar, p_prev.double()) - correction
     return eig.to(p_next.dtype), gap.to(p_next.dtype)
 
 
