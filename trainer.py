@@ -43,6 +43,12 @@ def cosine_lr(init_lr, epoch, epochs):
     return init_lr * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2
 
 
+# A run of a constant std, met by a command whose std anneals (MNIST's default since
+# 2026-11-30 night): say how to ask for the constant std.
+STD_HINT = {"std_final": lambda saved: (f" (its std was constant: give --std {saved['std']} alone)"
+                                        if saved.get("std_final") is None else "")}
+
+
 def annealed_std(std, std_final, epoch, epochs):
     """Location std of training epoch 1..epochs: std throughout when std_final is None, else a
     half cosine from std (epoch 1) to std_final (the last epoch, whose policy is the one
@@ -125,7 +131,7 @@ class Trainer:
         path = self.path(name)
         state = load_checkpoint(path, kind="RAM", version=CHECKPOINT_FORMAT)
         check_matches(f"checkpoint {path} does not match the command line", {**LEGACY_DEFAULTS, **state["config"]},
-                      {k: getattr(self.config, k) for k in fields})
+                      {k: getattr(self.config, k) for k in fields}, hints=STD_HINT)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:

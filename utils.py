@@ -178,9 +178,11 @@ def load_checkpoint(path, *, kind, version):
     return state
 
 
-def check_matches(what, saved, wanted):
-    """Raise a ConfigError naming every key of `wanted` whose value differs in `saved`."""
-    differ = [f"{k}={saved.get(k)!r} in the checkpoint but {v!r} here"
+def check_matches(what, saved, wanted, hints=None):
+    """Raise a ConfigError naming every key of `wanted` whose value differs in `saved`, each
+    followed by hints[key](saved value) where `hints` has one."""
+    hints = hints or {}
+    differ = [f"{k}={saved.get(k)!r} in the checkpoint but {v!r} here" + (hints[k](saved) if k in hints else "")
               for k, v in wanted.items() if saved.get(k) != v]
     if differ:
         raise ConfigError(f"{what}: " + "; ".join(differ))

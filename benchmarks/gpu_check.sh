@@ -64,7 +64,7 @@ step "cluttered LSTM: test and report" 240 $py main.py $small $clut --precision 
 step "torchrun, one process, nccl" 180 torchrun --standalone --nproc_per_node=1 main.py $small --epochs=1 \
   --run_name g_ddp $dirs
 step "shipped MNIST model: test on 10k with the report" 300 $py main.py --use_gpu=True --is_train=False \
-  --ckpt_dir models --run_name paper_mnist_std0.1_s2 --random_seed 2 \
+  --ckpt_dir models --run_name paper_mnist_std0.1_s2 --random_seed 2 --std 0.1 \
   --logs_dir $work/logs --plot_dir $work/plots --report_dir $work/report --data_dir $work/data
 if [ -f "$work/report/paper_mnist_std0.1_s2/metrics.json" ]; then
   $py -c "import json,sys; m=json.load(open(sys.argv[1])); print('shipped MNIST on GPU: test errors', m['test_errors'])" \

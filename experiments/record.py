@@ -96,6 +96,9 @@ def recipe(row):
     fields = [k for k in MODEL_FIELDS + TRAINING_FIELDS if k != "random_seed"]
     key = tuple(getattr(config, k) for k in fields)
     changed = [f"--{k} {getattr(config, k)}" for k in fields if getattr(config, k) != getattr(default, k)]
+    if config.std_final is None and default.std_final is not None:  # --std alone: a constant std
+        changed = [c for c in changed if not c.startswith(("--std ", "--std_final "))]
+        changed.insert(0, f"--std {config.std}")
     return key, " ".join(changed) or "defaults"
 
 

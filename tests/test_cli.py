@@ -143,6 +143,11 @@ def test_checkpoint_errors_are_clear_and_destroy_nothing(run_cli, tmp_path):
     one_line_error(run_cli(*SMALL, "--reward=infogain", "--epochs=2", "--resume=True", "--run_name=r"),
                    "reward='default' in the checkpoint but 'infogain' here")
     assert {name: (run / name).read_bytes() for name in os.listdir(run)} == before
+    # A run of MNIST's constant std (the default before 2026-11-30 night), tested with today's
+    # default (annealed), is told to give --std alone.
+    assert run_cli(*SMALL, "--epochs=1", "--std=0.1", "--run_name=const").returncode == 0
+    one_line_error(run_cli(*SMALL, "--is_train=False", "--run_name=const"),
+                   "std_final=None in the checkpoint but 0.03 here (its std was constant: give --std 0.1 alone)")
 
     (run / "best.pt").write_bytes(before["best.pt"][: len(before["best.pt"]) // 2])  # truncated
     one_line_error(run_cli(*SMALL, "--is_train=False", "--run_name=r"), "corrupt")
@@ -208,6 +213,20 @@ def test_the_location_std_defaults_per_data_type_and_the_flag_wins():
     assert get_config(["--data_type=cluttered", "--std=0.05"]).std == 0.05
 
 
+def test_mnist_anneals_the_std_by_default_and_std_alone_keeps_it_constant():
+    from arguments import DATA_TYPES, STD_FINAL, get_config
+
+    assert set(STD_FINAL) <= set(DATA_TYPES)
+    spelled = lambda *argv: (get_config(list(argv)).std, get_config(list(argv)).std_final)  # noqa: E731
+    assert spelled() == (0.1, 0.03)                                  # python main.py: the MNIST row's recipe
+    assert spelled("--std=0.1") == (0.1, None)                       # --std alone: constant, as before
+    assert spelled("--std=0.05") == (0.05, None)                     # the old shipped models' commands
+    assert spelled("--std_final=0.05") == (0.1, 0.05)
+    assert spelled("--std=0.2", "--std_final=0.03") == (0.2, 0.03)
+    assert spelled("--data_type=cluttered") == (0.2, None)           # measured on MNIST only
+    assert spelled("--data_type=folder", "--data_dir=x", "--image_size=28") == (0.1, None)
+
+
 def test_annealed_std_trains_each_epoch_at_its_value_and_tests_at_the_final_one(run_cli, run_main, tmp_path,
                                                                                  monkeypatch):
     import modules
@@ -232,7 +251,9 @@ def test_annealed_std_trains_each_epoch_at_its_value_and_tests_at_the_final_one(
 
     config = get_config(args)
     assert RecurrentAttention.from_config(config, in_channels=1, num_classes=10).locator.std == 0.05
-    assert RecurrentAttention.from_config(get_config(SMALL), in_channels=1, num_classes=10).locator.std == 0.1
+    assert RecurrentAttention.from_config(get_config(SMALL), in_channels=1, num_classes=10).locator.std == 0.03
+    assert RecurrentAttention.from_config(get_config([*SMALL, "--std=0.1"]), in_channels=1,
+                                          num_classes=10).locator.std == 0.1
     # The test needs the schedule it was trained with; without --std_final it is refused.
     one_line_error(run_cli(*SMALL, "--std=0.3", "--is_train=False", "--run_name=anneal"), "std_final")
     one_line_error(run_cli(*SMALL, "--std=0.3", "--std_final=0.1", "--is_train=False", "--run_name=anneal"),
