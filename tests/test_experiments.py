@@ -91,43 +91,39 @@ def test_shaping_study_tabulates_mean_and_spread_over_seeds(tmp_path):
     assert "no " in missing.stderr and "nope" in missing.stderr
 
 
-def test_results_table_averages_seeds_of_one_recipe_only(tmp_path):
-    """Seeds of one recipe share a line (mean and range); another --std is its own line and is
-    named; run names and seeds do not split a recipe."""
-    columns = ("task,run,seed,epochs,best_epoch,val_error,test_error_M1,test_error_policy_mean,"
-               "test_error_M10,train_wall_min,threads,date,commit,command")
-    base = "python main.py --data_type cluttered --num_glimpses 8 --epochs 50"
-    lines = [columns]
-    for name, seed, error, extra in (("a", 1, "0.1200", ""), ("b", 2, "0.1000", ""), ("c", 1, "0.0900", " --std 0.3")):
-        lines.append(f"cluttered,{name},{seed},50,50,0.1,{error},0.1,0.05,30.0,1,2026-11-30,abc,"
+def table_rows(tmp_path, task, base, runs):
+    """The results table's lines of `task` for result lines (name, seed, test error, extra
+    flags) of commands `base` + extra, each with 50 epochs."""
+    lines = ["task,run,seed,epochs,best_epoch,val_error,test_error_M1,test_error_policy_mean,"
+             "test_error_M10,train_wall_min,threads,date,commit,command"]
+    for name, seed, error, extra in runs:
+        lines.append(f"{task},{name},{seed},50,50,0.1,{error},0.1,0.05,30.0,1,2026-11-30,abc,"
                      f"{base}{extra} --random_seed {seed} --run_name {name}")
     results = tmp_path / "results.csv"
     results.write_text("\n".join(lines) + "\n")
     done = run(os.path.join(ROOT, "experiments", "record.py"), "--table", "--results", str(results))
     assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| cluttered | 4.08%")]
+    recipes = done.stdout.split("\n\n")[0]  # the first table: one line per recipe; then every run
+    return done.stdout, [line for line in recipes.splitlines() if line.startswith(f"| {task} |")]
+
+
+def test_results_table_averages_seeds_of_one_recipe_only(tmp_path):
+    """Seeds of one recipe share a line (mean and range); another --std is its own line and is
+    named; run names and seeds do not split a recipe."""
+    out, rows = table_rows(tmp_path, "cluttered", "python main.py --data_type cluttered --num_glimpses 8 --epochs 50",
+                           (("a", 1, "0.1200", ""), ("b", 2, "0.1000", ""), ("c", 1, "0.0900", " --std 0.3")))
     assert len(rows) == 2
     assert "| 11.00% (10.00-12.00%, n=2) |" in rows[1] and "| defaults |" in rows[1]
     assert "| 9.00% |" in rows[0] and "| --std 0.3 |" in rows[0]
-    assert "| mnist | 1.12% | 0.8% | not trained |" in done.stdout
+    assert "| mnist | 1.12% | 0.8% | not trained |" in out
 
 
 def test_results_table_names_a_constant_std_where_the_default_anneals(tmp_path):
     """MNIST anneals the std by default: a run given the default spelt out shares its line, and
     a run with --std alone (a constant std) is labelled that way, not as --std_final None."""
-    columns = ("task,run,seed,epochs,best_epoch,val_error,test_error_M1,test_error_policy_mean,"
-               "test_error_M10,train_wall_min,threads,date,commit,command")
-    base = "python main.py --data_type mnist --num_glimpses 6 --epochs 100"
-    lines = [columns]
-    for name, seed, error, extra in (("a", 1, "0.0100", ""), ("b", 2, "0.0120", " --std 0.1 --std_final 0.03"),
-                                     ("c", 1, "0.0130", " --std 0.1"), ("d", 1, "0.0140", " --std 0.05 --locator_hidden 0")):
-        lines.append(f"mnist,{name},{seed},100,100,0.01,{error},0.01,0.01,10.0,2,2026-12-01,abc,"
-                     f"{base}{extra} --random_seed {seed} --run_name {name}")
-    results = tmp_path / "results.csv"
-    results.write_text("\n".join(lines) + "\n")
-    done = run(os.path.join(ROOT, "experiments", "record.py"), "--table", "--results", str(results))
-    assert done.returncode == 0, done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| mnist | 1.12%")]
+    _, rows = table_rows(tmp_path, "mnist", "python main.py --data_type mnist --num_glimpses 6 --epochs 50",
+                         (("a", 1, "0.0100", ""), ("b", 2, "0.0120", " --std 0.1 --std_final 0.03"),
+                          ("c", 1, "0.0130", " --std 0.1"), ("d", 1, "0.0140", " --std 0.05 --locator_hidden 0")))
     assert len(rows) == 3, rows
     labels = {row.split(" | ")[7]: row for row in rows}
     assert set(labels) == {"defaults", "--std 0.1", "--std 0.05 --locator_hidden 0"}, labels
