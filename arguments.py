@@ -61,6 +61,7 @@ PRESETS = {
 # Glimpse policies at test time (policies.py).
 POLICIES = ("learned", "random", "eig")
 ESTIMATORS = ("jackknife", "plugin")  # of EIG and its gap from S imagined beliefs (information.py)
+PROBE_FITS = ("labels", "distilled")  # what the linear probe of glimpse t < T is fitted to (explain.py)
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
@@ -271,6 +272,11 @@ def build_parser():
                    help="with --is_train=False: fit a linear probe per glimpse on the frozen h_t of this "
                         "many training images, and report its accuracy, NLL and ECE beside the RAM's "
                         "own classifier (0: no probe)")
+    e.add_argument("--probe_fit", default="labels", choices=PROBE_FITS,
+                   help="what the probe of glimpse t < T is fitted to: labels (default), or distilled: "
+                        "the beliefs of the probe of glimpse t+1 on the next state, so that successive "
+                        "probes agree on average as beliefs must (a lower EIG gap, measured in README); "
+                        "the last glimpse's probe is fitted to the labels either way")
     e.add_argument("--policy", nargs="+", default=["learned"], choices=POLICIES, metavar="POLICY",
                    help="with --is_train=False: the glimpse policies whose accuracy, IG and EIG per "
                         "glimpse the report compares (learned: the location network, one sampled "

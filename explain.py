@@ -42,7 +42,8 @@ def test(config, data, trainer):
         states = training_states(config, trainer.model, data.loaders["train"].dataset, trainer.device,
                                  images=max(config.probe_images, bank_images))
     if config.probe_images:
-        probes = glimpse_probes(trainer.model, states, trainer.device, images=config.probe_images)
+        probes = glimpse_probes(trainer.model, states, trainer.device, images=config.probe_images,
+                                fit=config.probe_fit)
     imagination, imagined = imagination_settings(config, trainer.model, vae, data, trainer.device, states=states)
     # The report is a function of the checkpoints and the seed, whether or not the VAE
     # was trained (drawing random numbers) just before.
@@ -64,6 +65,7 @@ def test(config, data, trainer):
     report = {
         "run": config.run_name, "epoch": state["epoch"], "val_accuracy": state["best_acc"], "M": config.M,
         "eig_samples": config.eig_samples, "eig_estimator": config.eig_estimator, "imagination": imagined,
+        "probe_fit": config.probe_fit if probes else None,
         "test_accuracy": metrics["accuracy"], "test_error": 1 - metrics["accuracy"], "test_errors": errors,
         "test_nll": metrics["nll"], "count": metrics["count"],
         "per_glimpse": {"accuracy": metrics["accuracy_t"], "entropy": metrics["entropy_t"],
@@ -317,13 +319,24 @@ def training_states(config, model, dataset, device, *, images):
     return States(torch.cat(hs), None if cs[0] is None else torch.cat(cs), torch.cat(labels))
 
 
-def glimpse_probes(model, states, device, *, images):
+def glimpse_probes(model, states, device, *, images, fit="labels"):
     """Per glimpse t, a linear probe (`information.fit_probe`) fitted on the frozen h_t of the
     first `images` of `states` (`training_states`): what the state after glimpse t knows,
-    whatever the RAM's own classifier reads from it. A list of T (W (C, D), b (C,)) on device."""
+    whatever the RAM's own classifier reads from it. A list of T (W (C, D), b (C,)) on device.
+
+    The last glimpse's probe is fitted to the labels; an earlier one to the labels too with
+    fit="labels", or with fit="distilled" to the beliefs of the probe of the next glimpse on the
+    next state, fitted first. Beliefs are a martingale (the belief before a glimpse is the mean
+    of the beliefs after it); probes fitted to the labels each on its own need not be. A
+    distilled probe is the linear-softmax fit of E[p_{t+1} | h_t], and for a calibrated p_{t+1}
+    the same target as the label in expectation (with less noise)."""
     h, y = states.h[:images], states.y[:images]  # (N, T, D), (N,)
-    C = model.classifier.fc.out_features
-    return [tuple(p.to(device) for p in fit_probe(h[:, t], y, num_classes=C)) for t in range(h.shape[1])]
+    C, T = model.classifier.fc.out_features, h.shape[1]
+    probes = [None] * T
+    for t in reversed(range(T)):
+        target = y if fit == "labels" or t == T - 1 else probe_logits(probes, t + 1, h[:, t + 1]).softmax(-1)
+        probes[t] = fit_probe(h[:, t], target, num_classes=C)  # on the CPU, where states are
+    return [tuple(p.to(device) for p in probe) for probe in probes]
 
 
 def neighbour_bank(vae, states, dataset, device, *, images):
@@ -446,6 +459,13 @@ def summary_table(report):
     return glimpse_table(_columns(report["per_glimpse"]))
 
 
+# What the linear probes were fitted to, by --probe_fit, for summary.md (reports without the
+# key were fitted to the labels).
+PROBE_TARGETS = {"labels": "the labels",
+                 "distilled": "the labels at the last glimpse and, before it, the next glimpse's probe's "
+                              "beliefs on the next state"}
+
+
 def summary_markdown(report):
     """summary.md: the report's numbers as a table a person can read."""
     g = report["per_glimpse"]
@@ -474,7 +494,8 @@ def summary_markdown(report):
              "IG and EIG columns use the unscaled beliefs); reconstruction error of the "
              "VAE's decoded mean image from h_t against the clean digit; and, when fitted, a linear "
              "probe per glimpse (multinomial logistic regression on the frozen h_t of training "
-             "images): what the state knows, whatever the RAM's own classifier reads from it.", "",
+             "images, fitted to " + PROBE_TARGETS.get(report.get("probe_fit"), "the labels")
+             + "): what the state knows, whatever the RAM's own classifier reads from it.", "",
              glimpse_table(columns, markdown=True), "",
              "Figures: `reconstructions.png`, `reconstruction_error.png`, `information_gain.png`, "
              "`reliability.png`, `glimpses.png`, `glimpses.gif`" + (", `policies.png`" if report.get("policies") else "")

@@ -318,10 +318,11 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
 
 def fit_probe(h, y, *, num_classes, weight_decay=1e-4, max_iter=200):
     """A linear probe of what a hidden state knows: multinomial logistic regression
-    softmax(W h + b) fitted to states h (N, D) and labels y (N,) by L-BFGS on the mean NLL +
-    weight_decay * |W|^2 (float64, from zero, so the fit is deterministic). Returns (W (C, D),
-    b (C,)) as float32."""
+    softmax(W h + b) fitted to states h (N, D) and labels y (N,), or beliefs y (N, C) (soft
+    targets), by L-BFGS on the mean cross-entropy + weight_decay * |W|^2 (float64, from zero,
+    so the fit is deterministic). Returns (W (C, D), b (C,)) as float32."""
     h, y = h.detach().double(), y.detach()
+    y = y.double() if y.is_floating_point() else y
     W = torch.zeros(num_classes, h.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")

@@ -116,6 +116,7 @@ def one_line_error(result, *needles):
     (["--imagine_scale=wide"], "--imagine_scale"),
     (["--imagine_scale=-1"], "--imagine_scale"),
     (["--eig_estimator=mle"], "--eig_estimator"),
+    (["--probe_fit=soft"], "--probe_fit"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_cli, tmp_path, args, needle):
     result = run_cli(*args)
@@ -299,13 +300,14 @@ def test_the_neighbour_imagination_reports_and_drives_the_eig_policy(run_main, t
     report = run_main(*args, "--is_train=False", "--imagine=neighbours", "--imagine_bank=64",
                       "--policy", "learned", "eig", "--policy_images=16", "--eig_candidates=3")
     assert report["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 64}
-    assert report["eig_estimator"] == "jackknife"
+    assert report["eig_estimator"] == "jackknife" and report["probe_fit"] == "labels"
     g = report["per_glimpse"]
     assert all(v >= 0 and math.isfinite(v) for v in g["eig"] + g["probe_eig"] + g["glimpse_nll"])
     assert all(math.isfinite(v) for v in g["eig_gap"] + g["probe_eig_gap"])  # a jackknifed gap may be < 0
     assert len(report["policies"]["eig"]["eig"]) == 3 and report["policies"]["eig"]["images"] == 16
     summary = (tmp_path / "report" / "nbr" / "summary.md").read_text()
     assert "whose RAM state after as many glimpses is nearest (of the first 64)" in summary
+    assert "fitted to the labels)" in summary
 
 
 def test_batch_size_one_trains_and_reports(run_main, tmp_path):

@@ -57,6 +57,21 @@ def test_ship_can_store_the_vae_in_float16_and_it_loads_back(tmp_path):
     assert not torch.equal(got, want) and torch.allclose(got, want, atol=2e-3)
 
 
+def test_probe_martingale_compares_both_probe_fits_on_a_shipped_model(tmp_path):
+    script = os.path.join(ROOT, "experiments", "probe_martingale.py")
+    small = ["--random_seed", "3", "--probe_images", "300", "--imagine_bank", "300", "--eig_samples", "4",
+             f"--data_dir={tmp_path}"]
+    done = run(script, "--images", "50", "--", "--ckpt_dir", "models", "--run_name", "paper_mnist_std0.1-0.03_s3",
+               *small)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[1:]}
+    assert set(lines) == {"distilled", "labels"}, done.stdout
+    for values in lines.values():
+        assert len(values) == 5 and all(abs(float(v)) < 5 for v in values), done.stdout  # glimpses 2..6
+    missing = run(script, "--", "--ckpt_dir", "models", "--run_name", "no_such_run_xyz", f"--data_dir={tmp_path}")
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+
+
 def test_paper_table_refuses_an_unknown_or_missing_task():
     for argv in ([], ["mnist60"]):
         done = subprocess.run(["bash", os.path.join(ROOT, "experiments", "paper_table.sh"), *argv],

@@ -439,6 +439,34 @@ def test_linear_probe_recovers_the_classes_a_state_separates():
     assert ((noise @ W.T + b).softmax(-1).max(-1).values < 0.5).all()
 
 
+def test_distilled_probes_agree_with_the_next_glimpse_s_probe_on_average():
+    """--probe_fit distilled fits the probe of glimpse t to the beliefs of glimpse t+1's probe
+    on the next state: at its optimum their difference averages to 0 also weighted by every
+    feature of h_t (up to the weight decay), where probes fitted to the labels each on its own
+    disagree; the last probe is the same, and the earlier one as accurate."""
+    from types import SimpleNamespace
+
+    from explain import States, glimpse_probes
+
+    g = torch.Generator().manual_seed(7)
+    N, D, C = 4_000, 6, 4
+    y = torch.randint(0, C, (N,), generator=g)
+    h2 = 2 * torch.randn(C, D, generator=g)[y] + torch.randn(N, D, generator=g)
+    h1 = (0.5 * h2 + torch.randn(N, D, generator=g)).pow(2)  # a noisier, nonlinear view before it
+    model = SimpleNamespace(classifier=SimpleNamespace(fc=SimpleNamespace(out_features=C)))
+    states, moment, accuracy = States(torch.stack([h1, h2], 1), None, y), {}, {}
+    probes = {fit: glimpse_probes(model, states, torch.device("cpu"), images=N, fit=fit)
+              for fit in ("labels", "distilled")}
+    for fit, (first, last) in probes.items():
+        q1, p2 = (h1 @ first[0].T + first[1]).softmax(-1), (h2 @ last[0].T + last[1]).softmax(-1)
+        moment[fit] = (((q1 - p2).T @ h1) / N + 2e-4 * first[0]).abs().max()  # 2 * weight_decay * W
+        accuracy[fit] = (q1.argmax(-1) == y).float().mean()
+        assert (q1 - p2).mean(0).abs().max() < 1e-4  # both: right on average over all states
+    assert moment["distilled"] < 1e-4 and moment["labels"] > 1e-3, moment
+    torch.testing.assert_close(probes["distilled"][1], probes["labels"][1])
+    assert abs(accuracy["distilled"] - accuracy["labels"]) < 0.01, accuracy
+
+
 def test_calibration_error_of_calibrated_and_over_confident_beliefs():
     g = torch.Generator().manual_seed(3)
     confidence = torch.rand(200_000, generator=g) * 0.9 + 0.1
