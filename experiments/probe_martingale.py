@@ -6,8 +6,9 @@
 takes main.py's flags of a trained run (its test command), fits the probes of every glimpse
 on the first --probe_images training states (`explain.glimpse_probes`), once to the labels and
 once distilled, and prints per glimpse t = 2..T: for each of --images test images, the S =
---eig_samples training images whose state after t - 1 glimpses is nearest (from the first
---imagine_bank, as the neighbour imagination takes them), then the KL of the mean of the t
+--eig_samples training images whose h after t - 1 glimpses is nearest (from the first
+--imagine_bank; the neighbour imagination takes them by the VAE's input, h and, for an
+LSTM, c), then the jackknifed KL (`information.eig_from_samples`) of the mean of the t
 probe's beliefs on their states after t glimpses to the mean of the t - 1 probe's beliefs on
 their states after t - 1: how much the two probes disagree on the same images, averaged over
 the test images. It is 0 for beliefs that are a martingale; the probes' EIG gap
