@@ -48,11 +48,13 @@ recipe="--init_lr 1e-3 --lr_schedule cosine --locator_hidden 128 --train_patienc
 # The MNIST row anneals the std from 0.1 to 0.03 (--std_final 0.03, in the run's name:
 # paper_mnist_std0.1-0.03_s1) since 2026-11-30: lower validation error in seeds 1-3 (mean
 # 0.98% against 1.08%), test error at M = 1 1.07% (0.95-1.14%) against 1.18% (1.08-1.29%).
+# The translated row trains for 200 epochs since 2026-12-01 (was 100): seed 1's best
+# validation error fell from 1.67% to 1.22% (epoch 150), test error at M = 1 from 1.47% to 1.42%.
 # The report's VAE of a large canvas trains for 3 epochs (main.py's default is 10): at
 # 100x100 an epoch takes about 7 min on this 2-core machine. It never changes a test error.
 case $task in
   mnist)        args="--data_type mnist --num_glimpses 6"; full=100; std=0.1; final=0.03 ;;
-  translated)   args="--data_type translated --num_glimpses 8 --vae_epochs 3"; full=100; std=0.2; core=lstm; final=0.05 ;;
+  translated)   args="--data_type translated --num_glimpses 8 --vae_epochs 3"; full=200; std=0.2; core=lstm; final=0.05 ;;
   cluttered)    args="--data_type cluttered --num_glimpses 8 --vae_epochs 3"; full=200; std=0.2; core=lstm; final=0.05
                 fresh=True ;;
   cluttered100) args="--data_type cluttered100 --num_glimpses 8 --vae_epochs 3"; full=200; std=0.2; core=lstm; final=0.05 ;;
