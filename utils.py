@@ -180,7 +180,7 @@ def load_checkpoint(path, *, kind, version):
 
 def check_matches(what, saved, wanted, hints=None):
     """Raise a ConfigError naming every key of `wanted` whose value differs in `saved`, each
-    followed by hints[key](saved value) where `hints` has one."""
+    followed by hints[key](saved) (a string from the saved settings) where `hints` has one."""
     hints = hints or {}
     differ = [f"{k}={saved.get(k)!r} in the checkpoint but {v!r} here" + (hints[k](saved) if k in hints else "")
               for k, v in wanted.items() if saved.get(k) != v]

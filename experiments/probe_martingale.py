@@ -24,9 +24,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from arguments import PROBE_FITS, exit_on_config_error, get_config  # noqa: E402
+from arguments import PROBE_FITS, ConfigError, exit_on_config_error, get_config  # noqa: E402
 from data_loader import get_data  # noqa: E402
-from explain import glimpse_probes, training_states  # noqa: E402
+from explain import States, glimpse_probes, training_states  # noqa: E402
 from information import eig_from_samples, probe_logits  # noqa: E402
 from trainer import Trainer  # noqa: E402
 from utils import seed_everything  # noqa: E402
@@ -50,6 +50,9 @@ def main(argv=None):
     parser.add_argument("main_args", nargs=argparse.REMAINDER, help="-- then main.py's flags of the run")
     args = parser.parse_args(argv)
     config = get_config([a for a in args.main_args if a != "--"] + ["--is_train=False"])
+    if args.images <= 0 or config.probe_images <= 0:
+        raise ConfigError(f"--images and --probe_images must be positive, got {args.images} and "
+                          f"{config.probe_images}")
     data = get_data(config)
     trainer = Trainer(config, data)
     trainer.load("best.pt")
@@ -60,10 +63,10 @@ def main(argv=None):
     test = training_states(config, model, data.loaders["test"].dataset, device, images=args.images)
     print(f"KL(mean p_t || mean p_t-1) over the {config.eig_samples} nearest of {config.imagine_bank} training "
           f"states, {len(test.y)} test images, probes on {config.probe_images}; glimpses t = 2..{config.num_glimpses}")
+    near = States(bank.h[:config.imagine_bank], None, bank.y[:config.imagine_bank])
     for fit in PROBE_FITS:
         probes = [tuple(p.cpu() for p in probe) for probe in
                   glimpse_probes(model, bank, device, images=config.probe_images, fit=fit)]
-        near = type(bank)(bank.h[:config.imagine_bank], None, bank.y[:config.imagine_bank])
         print(f"{fit:10s} " + " ".join(f"{v:.3f}" for v in disagreement(probes, near, test, config.eig_samples)))
 
 

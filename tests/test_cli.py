@@ -220,7 +220,10 @@ def test_mnist_anneals_the_std_by_default_and_std_alone_keeps_it_constant():
     from arguments import DATA_TYPES, STD_FINAL, get_config
 
     assert set(STD_FINAL) <= set(DATA_TYPES)
-    spelled = lambda *argv: (get_config(list(argv)).std, get_config(list(argv)).std_final)  # noqa: E731
+    def spelled(*argv):
+        config = get_config(list(argv))
+        return config.std, config.std_final
+
     assert spelled() == (0.1, 0.03)                                  # python main.py: the MNIST row's recipe
     assert spelled("--std=0.1") == (0.1, None)                       # --std alone: constant, as before
     assert spelled("--std=0.05") == (0.05, None)                     # the old shipped models' commands

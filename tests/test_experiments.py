@@ -70,6 +70,11 @@ def test_probe_martingale_compares_both_probe_fits_on_a_shipped_model(tmp_path):
         assert len(values) == 5 and all(abs(float(v)) < 5 for v in values), done.stdout  # glimpses 2..6
     missing = run(script, "--", "--ckpt_dir", "models", "--run_name", "no_such_run_xyz", f"--data_dir={tmp_path}")
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
+    for bad in (["--images", "0", "--"], ["--", "--probe_images", "0"]):
+        refused = run(script, *bad, "--ckpt_dir", "models", "--run_name", "paper_mnist_std0.1-0.03_s3",
+                      f"--data_dir={tmp_path}")
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "must be positive" in refused.stderr
 
 
 def test_paper_table_refuses_an_unknown_or_missing_task():

@@ -14,7 +14,7 @@ from arguments import DATASETS, ESTIMATORS, ConfigError
 from conftest import tiny_ram
 from information import (Bank, Imagination, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
                          fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical,
-                         spread_check)
+                         probe_logits, spread_check)
 from utils import atomic_save
 from vae import (VAE_FORMAT, HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states,
                  kl_divergence, load_vae, normalise_settings, reconstruction_errors, save_vae, train_vae)
@@ -457,9 +457,9 @@ def test_distilled_probes_agree_with_the_next_glimpse_s_probe_on_average():
     states, moment, accuracy = States(torch.stack([h1, h2], 1), None, y), {}, {}
     probes = {fit: glimpse_probes(model, states, torch.device("cpu"), images=N, fit=fit)
               for fit in ("labels", "distilled")}
-    for fit, (first, last) in probes.items():
-        q1, p2 = (h1 @ first[0].T + first[1]).softmax(-1), (h2 @ last[0].T + last[1]).softmax(-1)
-        moment[fit] = (((q1 - p2).T @ h1) / N + 2e-4 * first[0]).abs().max()  # 2 * weight_decay * W
+    for fit, fitted in probes.items():
+        q1, p2 = probe_logits(fitted, 0, h1).softmax(-1), probe_logits(fitted, 1, h2).softmax(-1)
+        moment[fit] = (((q1 - p2).T @ h1) / N + 2e-4 * fitted[0][0]).abs().max()  # 2 * weight_decay * W
         accuracy[fit] = (q1.argmax(-1) == y).float().mean()
         assert (q1 - p2).mean(0).abs().max() < 1e-4  # both: right on average over all states
     assert moment["distilled"] < 1e-4 and moment["labels"] > 1e-3, moment
