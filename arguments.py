@@ -262,6 +262,11 @@ def build_parser():
     e.add_argument("--imagine_bank", type=int, default=20000,
                    help="with --imagine neighbours: how many training images (the first, in order) "
                         "the nearest canvases are taken from")
+    e.add_argument("--imagine_weights", default="uniform", choices=["uniform", "belief"],
+                   help="with --imagine neighbours: the S neighbours count alike (uniform), or are "
+                        "importance-weighted so that their own beliefs after as many glimpses mix to the "
+                        "image's (belief; read by the linear probes when fitted, --probe_images, else by "
+                        "the RAM's classifier)")
     e.add_argument("--imagine_prior", default="data", choices=["data", "vae"],
                    help="before the first glimpse, imagine random training canvases (data: the prior "
                         "predictive) or decode z ~ N(0, I) (vae)")

@@ -7,6 +7,7 @@ RAM, its checkpoints and `evaluate`; this file never imports trainer.py.
 """
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -44,7 +45,8 @@ def test(config, data, trainer):
     if config.probe_images:
         probes = glimpse_probes(trainer.model, states, trainer.device, images=config.probe_images,
                                 fit=config.probe_fit)
-    imagination, imagined = imagination_settings(config, trainer.model, vae, data, trainer.device, states=states)
+    imagination, imagined = imagination_settings(config, trainer.model, vae, data, trainer.device, states=states,
+                                                 probes=probes)
     # The report is a function of the checkpoints and the seed, whether or not the VAE
     # was trained (drawing random numbers) just before.
     seed_everything(config.random_seed)
@@ -253,15 +255,18 @@ SCALES = (1.0, 2.0, 3.0, 5.0)  # the posterior widths --imagine_scale=auto choos
 
 
 @torch.no_grad()
-def imagination_settings(config, model, vae, data, device, *, states=None, prior_images=2000, valid_images=1000):
+def imagination_settings(config, model, vae, data, device, *, states=None, probes=None, prior_images=2000,
+                         valid_images=1000):
     """How canvases are imagined for EIG and the eig policy (`information.Imagination`), from
     --imagine, --imagine_prior, --imagine_scale and --imagine_bank, and what was chosen, for the
     report.
 
     The prior is the first `prior_images` training canvases (in order). --imagine neighbours
     takes the first --imagine_bank training canvases and their `states` (`training_states`)
-    as the bank. Otherwise the VAE imagines, and with --imagine_scale=auto its posterior width
-    is the one of SCALES whose imagined glimpses best predict the real ones
+    as the bank; with --imagine_weights belief it weights the neighbours to the image's belief,
+    read by `probes` when given (else by the RAM's classifier). Otherwise the VAE imagines,
+    and with --imagine_scale=auto its posterior width is the one of SCALES whose imagined
+    glimpses best predict the real ones
     (`information.spread_check`, mean over the glimpses after the first) on the first
     `valid_images` validation images: chosen on validation, never on the test set."""
     train = data.loaders["train"].dataset
@@ -270,8 +275,13 @@ def imagination_settings(config, model, vae, data, device, *, states=None, prior
         prior = train[torch.arange(min(prior_images, len(train)))][0].to(device)  # (N, C_in, H, W)
     settings = {"draw": config.imagine, "prior": config.imagine_prior}
     if config.imagine == "neighbours":
-        bank = neighbour_bank(vae, states, train, device, images=config.imagine_bank)
-        return Imagination(prior=prior, bank=bank), {**settings, "bank": min(config.imagine_bank, len(states.h))}
+        weighted = config.imagine_weights == "belief"
+        bank = neighbour_bank(vae, states, train, device, images=config.imagine_bank, model=model, probes=probes,
+                              weighted=weighted)
+        settings["bank"] = min(config.imagine_bank, len(states.h))
+        if weighted:
+            settings["weights"] = "probe belief" if probes else "classifier belief"
+        return Imagination(prior=prior, bank=bank), settings
     make = functools.partial(Imagination, bernoulli=config.imagine == "bernoulli", prior=prior)
     if config.imagine_scale != "auto" or config.num_glimpses == 1:  # one glimpse: always from the prior
         scale = 1.0 if config.imagine_scale == "auto" else float(config.imagine_scale)
@@ -339,13 +349,21 @@ def glimpse_probes(model, states, device, *, images, fit="labels"):
     return [tuple(p.to(device) for p in probe) for probe in probes]
 
 
-def neighbour_bank(vae, states, dataset, device, *, images):
+@torch.no_grad()
+def neighbour_bank(vae, states, dataset, device, *, images, model=None, probes=None, weighted=False):
     """The neighbour imagination's `information.Bank`: the first `images` training canvases,
-    keyed by the VAE's input (`vae.state_input`) after each glimpse but the last."""
+    keyed by the VAE's input (`vae.state_input`) after each glimpse but the last. Weighted, the
+    bank also holds each state's belief, read by `probes` when given, else by the model's
+    classifier, and weights the neighbours to the image's belief."""
     h, c = states.h[:images], None if states.c is None else states.c[:images]
     keys = tuple(vae.state_input(h[:, t].to(device), None if c is None else c[:, t].to(device))
                  for t in range(h.shape[1] - 1))  # each (N, D or 2D)
-    return Bank(dataset=dataset, keys=keys)
+    bank = Bank(dataset=dataset, keys=keys, probes=probes if weighted else None)
+    if not weighted:
+        return bank
+    beliefs = tuple(torch.cat([bank.belief(model.classifier, chunk.to(device), t + 1).cpu()
+                               for chunk in h[:, t].split(4096)]) for t in range(h.shape[1] - 1))  # each (N, C)
+    return dataclasses.replace(bank, beliefs=beliefs)
 
 
 @torch.no_grad()
@@ -476,6 +494,9 @@ def summary_markdown(report):
     imagined = report.get("imagination") or {}
     source = (f"training canvases whose RAM state after as many glimpses is nearest (of the first "
               f"{imagined['bank']})" if imagined.get("draw") == "neighbours" else "canvases imagined by the VAE")
+    if imagined.get("weights"):
+        source += (f", weighted to the image's {imagined['weights']} (the mix of its neighbours' own "
+                   "beliefs made the image's)")
     lines = [f"# {report['run']}", "",
              f"Best checkpoint: epoch {report['epoch']}. Test accuracy {report['test_accuracy']:.2%} "
              f"(error {report['test_error']:.2%}) on {report['count']} images, M={report['M']}.", "",

@@ -50,7 +50,7 @@ def glimpse_statistics(probs, y):
     }
 
 
-def eig_from_samples(p_prev, p_next, *, estimator="jackknife"):
+def eig_from_samples(p_prev, p_next, *, estimator="jackknife", weights=None):
     """The expected information gain from S imagined beliefs, and the consistency gap.
 
     The mean over s of KL(p_next^s || p_prev) splits exactly into two parts, with
@@ -70,23 +70,29 @@ def eig_from_samples(p_prev, p_next, *, estimator="jackknife"):
     never lowers EIG (H is concave), so EIG stays >= 0; the gap, an unbiased estimate
     around a true value that can be 0, can then fall below 0 for one image. The sum EIG + gap
     is the mean KL either way. S = 1 has no jackknife: the plugin is used.
+    weights (S, B), summing to 1 over s (None: 1/S each), weight the samples: every mean over
+    s above becomes the weighted sum, and the jackknife takes the effective sample size
+    n = 1 / sum_s w_s^2 in place of S, n H(p_bar) - (n-1) sum_i w_i H(p_bar without i), with
+    p_bar without i = (p_bar - w_i p^i) / (1 - w_i) (the same estimator for equal weights).
     p_prev (B, C), p_next (S, B, C) -> (EIG (B,), gap (B,)).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"eig_from_samples: unknown estimator {estimator!r} (one of {', '.join(ESTIMATORS)})")
     S = p_next.shape[0]
-    if estimator == "plugin" or S == 1:
-        p_bar = p_next.mean(0)  # (B, C)
-        # Both are >= 0 in exact arithmetic; the clamps remove rounding below zero.
-        eig = (entropy(p_bar) - entropy(p_next).mean(0)).clamp_min(0.0)
-        gap = kl_categorical(p_bar, p_prev).clamp_min(0.0)
-        return eig, gap
     p = p_next.double()
-    p_bar = p.mean(0)  # (B, C)
-    left_out = ((S * p_bar - p) / (S - 1)).clamp_min(0.0)  # (S, B, C): the mean without sample i
+    w = torch.full(p.shape[:2], 1.0 / S, dtype=p.dtype, device=p.device) if weights is None else weights.double()
+    p_bar = (w[..., None] * p).sum(0)  # (B, C)
+    plugin = entropy(p_bar) - (w * entropy(p)).sum(0)  # (B,), >= 0 in exact arithmetic
+    if estimator == "plugin" or S == 1:
+        # Both are >= 0 in exact arithmetic; the clamps remove rounding below zero.
+        eig = plugin.clamp_min(0.0)
+        gap = kl_categorical(p_bar, p_prev.double()).clamp_min(0.0)
+        return eig.to(p_next.dtype), gap.to(p_next.dtype)
+    left_out = ((p_bar - w[..., None] * p) / (1 - w[..., None]).clamp_min(1e-12)).clamp_min(0.0)  # (S, B, C)
+    n = 1 / (w ** 2).sum(0)  # (B,): S for equal weights
     # The jackknife's H(p_bar) minus the plugin's: what the plugin moves from EIG into the gap.
-    correction = (S - 1) * (entropy(p_bar) - entropy(left_out).mean(0))  # (B,), >= 0
-    eig = (entropy(p_bar) - entropy(p).mean(0) + correction).clamp_min(0.0)  # >= 0 but for rounding
+    correction = (n - 1) * (entropy(p_bar) - (w * entropy(left_out)).sum(0))  # (B,), >= 0 for equal weights
+    eig = (plugin + correction).clamp_min(0.0)  # >= 0 but for rounding
     gap = kl_categorical(p_bar, p_prev.double()) - correction
     return eig.to(p_next.dtype), gap.to(p_next.dtype)
 
@@ -125,6 +131,20 @@ def fit_temperature(logits, y, *, max_iter=100):
     return float(log_tau.detach().exp())
 
 
+def belief_weights(belief, q):
+    """Importance weights (S, B) of S neighbours whose own beliefs are q (B, S, C), so that
+    they stand for images of the belief (B, C) rather than of their own mix of beliefs:
+      w_s = (1/S) sum_c belief(c) q_s(c) / q_bar(c),  q_bar = (1/S) sum_s q_s,
+    which sum to 1 over s. Read q_s as the posterior of the class of neighbour s under the
+    neighbours' prior q_bar: w_s is the density ratio of its canvas under the mix of classes
+    `belief` to that under q_bar, so the weighted mix of classes is `belief` (exactly when every
+    q_s is one-hot)."""
+    q = q.double()
+    q_bar = q.mean(1, keepdim=True).clamp_min(1e-12)  # (B, 1, C)
+    w = (q * (belief.double()[:, None] / q_bar)).sum(-1)  # (B, S)
+    return (w / w.sum(1, keepdim=True)).T.to(belief.dtype)  # (S, B)
+
+
 @dataclass(frozen=True)
 class Bank:
     """The neighbour imagination's training canvases and the RAM's states on them.
@@ -133,20 +153,38 @@ class Bank:
              first N images are the bank
     keys     keys[t - 1] (N, K): the VAE's input (`vae.state_input`: h_t, and c_t for an LSTM)
              after t glimpses of each bank image on its own rollout, t = 1..T-1
+    beliefs  beliefs[t - 1] (N, C): the belief after those t glimpses, read by the probe of
+             glimpse t when `probes` are given, else by the RAM's classifier (`belief`); with
+             them the neighbours are weighted to the image's belief (`nearest`), without them
+             they count alike
+    probes   the linear probes (`fit_probe`) the beliefs were read with, or None
     """
     dataset: object
     keys: tuple
+    beliefs: tuple | None = None
+    probes: list | None = None
 
-    def nearest(self, key, t, samples):
+    def belief(self, classifier, h, t):
+        """The belief (B, C) after t glimpses from the core's h (B, D), read as the bank's
+        beliefs were: by the probe of glimpse t, or by `classifier`."""
+        logits = classifier(h) if self.probes is None else probe_logits(self.probes, t - 1, h)
+        return logits.softmax(-1)
+
+    def nearest(self, key, t, samples, belief=None):
         """The `samples` bank canvases whose state after t glimpses is nearest (Euclidean) to
-        key (B, K), nearest first: (S, B, C_in, H, W) on key's device. A bank smaller than S
-        repeats its images."""
+        key (B, K), nearest first, on key's device, and their weights: ((S, B, C_in, H, W),
+        (S, B) or None). A bank with beliefs, given the image's belief (B, C) after those t
+        glimpses, weights them to it (`belief_weights`); else the weights are None (1/S each).
+        A bank smaller than S repeats its images."""
         keys = self.keys[t - 1].to(key.device)  # (N, K)
         k = min(samples, keys.shape[0])
         idx = torch.cdist(key.float(), keys.float()).topk(k, dim=1, largest=False).indices  # (B, k)
         idx = idx[:, torch.arange(samples, device=idx.device) % k]  # (B, S)
+        weights = None
+        if belief is not None and self.beliefs is not None:
+            weights = belief_weights(belief, self.beliefs[t - 1].to(key.device)[idx])  # (S, B)
         canvas = self.dataset[idx.T.reshape(-1).cpu()][0]  # (S*B, C_in, H, W)
-        return canvas.to(key.device, key.dtype).unflatten(0, (samples, key.shape[0]))
+        return canvas.to(key.device, key.dtype).unflatten(0, (samples, key.shape[0])), weights
 
 
 @dataclass(frozen=True)
@@ -165,7 +203,8 @@ class Imagination:
     bank       a `Bank`: after the first glimpse, the imagined canvases are the S real training
                canvases whose core state after as many glimpses is nearest to the image's (a
                non-parametric posterior predictive: what images that leave the RAM in this state
-               look like), instead of the VAE's; bernoulli and scale then play no part.
+               look like), instead of the VAE's, weighted to the image's belief when the bank
+               holds beliefs; bernoulli and scale then play no part.
     The defaults are the mean image of q(z | h_{t-1}) and of N(0, I), the estimator before 2026-11-30.
     """
     bernoulli: bool = False
@@ -174,12 +213,20 @@ class Imagination:
     bank: Bank | None = None
 
 
-def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator=None, t=None):
-    """S imagined canvases per image, and the Bernoulli means they were drawn from (the
-    canvases themselves when drawn from the prior or the bank): ((S, B, C_in, H, W), (S, B,
-    C_in, H, W)). h_prev (B, D or 2D) is the VAE's input from the state after the glimpses so
-    far (`vae.state_input`, h and, for an LSTM, c), None before the first glimpse; t, the
-    number of those glimpses, is needed with a bank.
+class Imagined(NamedTuple):
+    """`imagine`'s answer: S imagined canvases per image (S, B, C_in, H, W), the Bernoulli means
+    they were drawn from (the canvases themselves when drawn from the prior or the bank), and
+    the weight of each canvas (S, B), summing to 1 over S, or None: 1/S each."""
+    canvas: torch.Tensor
+    means: torch.Tensor
+    weights: torch.Tensor | None = None
+
+
+def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator=None, t=None, belief=None):
+    """The `Imagined` canvases of S samples for each of B images. h_prev (B, D or 2D) is the
+    VAE's input from the state after the glimpses so far (`vae.state_input`, h and, for an
+    LSTM, c), None before the first glimpse; t, the number of those glimpses, is needed with a
+    bank, and the belief (B, C) after them weights a bank's neighbours (`bank_belief`).
     Random numbers, in this order from `generator`: eps (S, B, Z), then the prior's indices
     (S*B,) or the Bernoulli draws (none for the bank's canvases)."""
     device = vae.encoder[0].weight.device
@@ -189,13 +236,13 @@ def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator
         if t is None or not 1 <= t <= len(imagination.bank.keys):
             raise ValueError(f"imagine: the bank holds states after 1..{len(imagination.bank.keys)} glimpses, "
                              f"not after {t}")
-        canvas = imagination.bank.nearest(h_prev, t, samples)
-        return canvas, canvas
+        canvas, weights = imagination.bank.nearest(h_prev, t, samples, belief)
+        return Imagined(canvas, canvas, weights)
     if h_prev is None and imagination.prior is not None:
         prior = imagination.prior
         pick = torch.randint(0, prior.shape[0], (samples * batch,), device=prior.device, generator=generator)
         canvas = prior[pick].to(device, dtype).unflatten(0, (samples, batch))  # (S, B, C_in, H, W)
-        return canvas, canvas
+        return Imagined(canvas, canvas)
     if h_prev is None:
         z = eps
     else:
@@ -203,8 +250,8 @@ def imagine(vae, h_prev, *, samples, batch, imagination=Imagination(), generator
         z = mu + imagination.scale * (0.5 * logvar).exp() * eps  # (S, B, Z)
     mean = torch.sigmoid(vae.decode_canvas(z))  # (S, B, C_in, H, W)
     if not imagination.bernoulli:
-        return mean, mean
-    return torch.bernoulli(mean, generator=generator), mean
+        return Imagined(mean, mean)
+    return Imagined(torch.bernoulli(mean, generator=generator), mean)
 
 
 class Expected(NamedTuple):
@@ -218,23 +265,33 @@ class Expected(NamedTuple):
     probe_gap: torch.Tensor | None = None
 
 
-def glimpse_nll(model, real, means, l):
-    """-log (1/S) sum_s p(g | means^s) of the real glimpse g = retina(real, l), each retina
+def glimpse_nll(model, real, means, l, weights=None):
+    """-log sum_s w_s p(g | means^s) of the real glimpse g = retina(real, l), each retina
     value a Bernoulli target (intensities in [0, 1]) of the same glimpse of the imagined
-    means (S, B, C_in, H, W): how well the imagination predicted what was seen (B,). Lower is
-    better; an over-certain imagination that misses the real glimpse pays most."""
+    means (S, B, C_in, H, W), weighted by weights (S, B) (None: w_s = 1/S): how well the
+    imagination predicted what was seen (B,). Lower is better; an over-certain imagination
+    that misses the real glimpse pays most."""
     S, B = means.shape[:2]
     target = model.retina.extract(real, l).flatten(1)  # (B, P)
     p = model.retina.extract(means.flatten(0, 1), l.repeat(S, 1)).flatten(1).view(S, B, -1)  # (S, B, P)
     p = p.clamp(1e-4, 1 - 1e-4)
     log_lik = (torch.special.xlogy(target, p) + torch.special.xlogy(1 - target, 1 - p)).sum(-1)  # (S, B)
-    return math.log(S) - log_lik.logsumexp(0)
+    if weights is None:
+        return math.log(S) - log_lik.logsumexp(0)
+    return -(log_lik + weights.clamp_min(1e-30).log()).logsumexp(0)
 
 
 def probe_logits(probes, t, h):
     """W_t h + b_t, the logits of the linear probe of glimpse t (`fit_probe`): (..., D) -> (..., C)."""
     W, b = probes[t]
     return h @ W.T + b
+
+
+def bank_belief(model, imagination, h, t):
+    """The belief (B, C) after t glimpses, from the core's h (B, D), that a bank holding beliefs
+    weights its neighbours to (`Bank.nearest`); None without one or before the first glimpse."""
+    bank = imagination.bank
+    return bank.belief(model.classifier, h, t) if bank is not None and bank.beliefs is not None and t > 0 else None
 
 
 def vae_input_before(vae, model, out, t):
@@ -252,9 +309,10 @@ def spread_check(model, vae, out, x, *, samples, imagination=Imagination(), gene
     B, T = out.l.shape[:2]
     nll = []
     for t in range(T):
-        _, means = imagine(vae, vae_input_before(vae, model, out, t), samples=samples, batch=B,
-                           imagination=imagination, generator=generator, t=t)
-        nll.append(glimpse_nll(model, x, means, out.l[:, t]))
+        imagined = imagine(vae, vae_input_before(vae, model, out, t), samples=samples, batch=B,
+                           imagination=imagination, generator=generator, t=t,
+                           belief=bank_belief(model, imagination, out.h[:, t - 1], t))
+        nll.append(glimpse_nll(model, x, imagined.means, out.l[:, t], imagined.weights))
     return torch.stack(nll, 1)  # (B, T)
 
 
@@ -273,7 +331,8 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
       EIG_t = H(p_bar_t) - (1/S) sum_s H(p_t^s),  p_bar_t = (1/S) sum_s p_t^s,
       gap_t = KL(p_bar_t || p_{t-1}),  p_{t-1} = softmax(out.logits[:, t-1]), p_{-1} = 1/C.
     With probes (a list of T (W, b), `fit_probe`), the same from the probes' beliefs on the
-    same imagined states, p_{t-1} then the probe of glimpse t-1 on h_{t-1}.
+    same imagined states, p_{t-1} then the probe of glimpse t-1 on h_{t-1}. A bank that holds
+    beliefs weights its canvases (`Bank.nearest`), and every mean over s is then weighted.
 
     EIG_t + gap_t = (1/S) sum_s KL(p_t^s || p_{t-1}), the estimator reported before
     2026-11-29 as EIG. EIG_t is the mutual information I(class; glimpse t | glimpses < t)
@@ -297,20 +356,22 @@ def expected_information_gain(model, vae, out, x, *, samples, generator=None, im
     uniform = torch.full((B, C), 1.0 / C, device=out.h.device, dtype=out.logits.dtype)  # (B, C)
     columns = {key: [] for key in Expected._fields}
     for t in range(T):
-        canvas, means = imagine(vae, vae_input_before(vae, model, out, t), samples=S, batch=B,
-                                imagination=imagination, generator=generator, t=t)
+        canvas, means, weights = imagine(vae, vae_input_before(vae, model, out, t), samples=S, batch=B,
+                                         imagination=imagination, generator=generator, t=t,
+                                         belief=bank_belief(model, imagination, out.h[:, t - 1], t))
         state = tuple(s.repeat(S, 1) for s in model.state_before(out, t))  # each (S*B, D)
         l = out.l[:, t].repeat(S, 1)  # (S*B, 2)
         h = model.step(canvas.flatten(0, 1), l, state)[0]  # (S*B, D)
         p_prev = uniform if t == 0 else out.logits[:, t - 1].softmax(-1)  # (B, C)
-        eig, gap = eig_from_samples(p_prev, model.classifier(h).softmax(-1).view(S, B, C), estimator=estimator)
+        eig, gap = eig_from_samples(p_prev, model.classifier(h).softmax(-1).view(S, B, C), estimator=estimator,
+                                    weights=weights)
         columns["eig"].append(eig)
         columns["gap"].append(gap)
-        columns["glimpse_nll"].append(glimpse_nll(model, x, means, out.l[:, t]))
+        columns["glimpse_nll"].append(glimpse_nll(model, x, means, out.l[:, t], weights))
         if probes is not None:
             p_prev = uniform if t == 0 else probe_logits(probes, t - 1, out.h[:, t - 1]).softmax(-1)
             eig, gap = eig_from_samples(p_prev, probe_logits(probes, t, h).softmax(-1).view(S, B, C),
-                                        estimator=estimator)
+                                        estimator=estimator, weights=weights)
             columns["probe_eig"].append(eig)
             columns["probe_gap"].append(gap)
     return Expected(**{key: torch.stack(v, 1) if v else None for key, v in columns.items()})  # each (B, T)

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from arguments import POLICIES
-from information import Imagination, eig_from_samples, expected_information_gain, imagine, information_gain
+from information import Imagination, bank_belief, eig_from_samples, expected_information_gain, imagine, information_gain
 from model import Rollout
 from utils import GlimpseMeter
 
@@ -44,8 +44,9 @@ def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=Non
     `information.imagine`)."""
     h = state[0]
     B, S = h.shape[0], samples
-    canvas, _ = imagine(vae, None if p_prev is None else vae.state_input(*state), samples=S, batch=B,
-                        imagination=imagination, generator=generator, t=t)  # (S, B, C_in, H, W)
+    canvas, _, weights = imagine(vae, None if p_prev is None else vae.state_input(*state), samples=S, batch=B,
+                                 imagination=imagination, generator=generator, t=t,
+                                 belief=None if p_prev is None else bank_belief(model, imagination, h, t))
     if p_prev is None:
         C = model.classifier.fc.out_features
         p_prev = torch.full((B, C), 1.0 / C, device=h.device, dtype=h.dtype)  # (B, C)
@@ -56,7 +57,7 @@ def eig_per_candidate(model, vae, state, p_prev, grid, *, samples, generator=Non
         l = l.expand(S * B, 2)  # (S*B, 2)
         h_next = model.look(prepared, l, repeated)[0]  # (S*B, D)
         p_next = model.classifier(h_next).softmax(-1).view(S, B, -1)  # (S, B, C)
-        eigs.append(eig_from_samples(p_prev, p_next, estimator=estimator)[0])  # (B,)
+        eigs.append(eig_from_samples(p_prev, p_next, estimator=estimator, weights=weights)[0])  # (B,)
     return torch.stack(eigs, 1)  # (B, K)
 
 

@@ -119,6 +119,7 @@ def one_line_error(result, *needles):
     (["--imagine_scale=-1"], "--imagine_scale"),
     (["--eig_estimator=mle"], "--eig_estimator"),
     (["--probe_fit=soft"], "--probe_fit"),
+    (["--imagine_weights=1"], "--imagine_weights"),
 ])
 def test_bad_flags_exit_2_with_one_line(run_cli, tmp_path, args, needle):
     result = run_cli(*args)
@@ -313,6 +314,21 @@ def test_the_neighbour_imagination_reports_and_drives_the_eig_policy(run_main, t
     summary = (tmp_path / "report" / "nbr" / "summary.md").read_text()
     assert "whose RAM state after as many glimpses is nearest (of the first 64)" in summary
     assert "fitted to the labels)" in summary
+
+
+def test_neighbours_weighted_to_the_belief_report_how(run_main, tmp_path):
+    args = [*SMALL, "--run_name=weighted"]
+    run_main(*args, "--epochs=1")
+    for probe_images, read in ((200, "probe"), (0, "classifier")):
+        report = run_main(*args, "--is_train=False", "--imagine_bank=64", "--imagine_weights=belief",
+                          f"--probe_images={probe_images}", "--policy", "learned", "eig", "--policy_images=8",
+                          "--eig_candidates=3")
+        assert report["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 64,
+                                         "weights": f"{read} belief"}
+        g = report["per_glimpse"]
+        assert all(v >= 0 and math.isfinite(v) for v in g["eig"] + g["glimpse_nll"] + report["policies"]["eig"]["eig"])
+        summary = (tmp_path / "report" / "weighted" / "summary.md").read_text()
+        assert f"weighted to the image's {read} belief" in summary
 
 
 def test_batch_size_one_trains_and_reports(run_main, tmp_path):

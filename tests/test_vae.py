@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from arguments import DATASETS, ESTIMATORS, ConfigError
 from conftest import tiny_ram
-from information import (Bank, Imagination, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
+from information import (Bank, Imagination, belief_weights, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
                          fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical,
                          probe_logits, spread_check)
 from utils import atomic_save
@@ -617,10 +617,10 @@ def test_imagination_draws_pixels_widens_the_posterior_and_starts_from_the_prior
     vae = tiny_vae((1, 8, 8), clean_shape=(1, 8, 8))
     h = torch.randn(2, D)
     g = torch.Generator().manual_seed(0)
-    drawn, means = imagine(vae, h, samples=4000, batch=2, imagination=Imagination(bernoulli=True), generator=g)
-    assert set(drawn.unique().tolist()) <= {0.0, 1.0} and means.shape == drawn.shape == (4000, 2, 1, 8, 8)
+    drawn, means, weights = imagine(vae, h, samples=4000, batch=2, imagination=Imagination(bernoulli=True), generator=g)
+    assert weights is None and set(drawn.unique().tolist()) <= {0.0, 1.0} and means.shape == drawn.shape == (4000, 2, 1, 8, 8)
     torch.testing.assert_close(drawn.mean(0), means.mean(0), atol=0.04, rtol=0)  # draws of the means
-    mean_image, same = imagine(vae, h, samples=3, batch=2, generator=g)
+    mean_image, same, _ = imagine(vae, h, samples=3, batch=2, generator=g)
     assert mean_image is same and not set(mean_image.unique().tolist()) <= {0.0, 1.0}
     # the spread of the decoded means grows with the posterior's width
     spread = [imagine(vae, h, samples=2000, batch=2, imagination=Imagination(scale=k),
@@ -628,7 +628,7 @@ def test_imagination_draws_pixels_widens_the_posterior_and_starts_from_the_prior
     assert spread[1] > 1.5 * spread[0]
     # before the first glimpse, with a prior: real canvases, unchanged whatever the draw
     prior = torch.rand(6, 1, 8, 8)
-    first, first_means = imagine(vae, None, samples=5, batch=2, generator=g,
+    first, first_means, _ = imagine(vae, None, samples=5, batch=2, generator=g,
                                  imagination=Imagination(bernoulli=True, prior=prior))
     assert first is first_means
     assert all(any(torch.equal(c, p) for p in prior) for c in first.flatten(0, 1))
@@ -639,17 +639,73 @@ def test_the_bank_gives_the_nearest_canvases_in_order():
     dataset = TensorDataset(canvases, canvases, torch.arange(5))
     keys = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]])  # (N, K = 1), after 1 glimpse
     bank = Bank(dataset=dataset, keys=(keys, keys + 100))
-    near = bank.nearest(torch.tensor([[2.2], [9.0]]), 1, 3)  # (S, B, 1, 4, 4)
-    assert near.shape == (3, 2, 1, 4, 4)
+    near, weights = bank.nearest(torch.tensor([[2.2], [9.0]]), 1, 3)  # (S, B, 1, 4, 4), None
+    assert near.shape == (3, 2, 1, 4, 4) and weights is None
     assert near[:, 0, 0, 0, 0].tolist() == [2.0, 3.0, 1.0] and near[:, 1, 0, 0, 0].tolist() == [4.0, 3.0, 2.0]
-    assert bank.nearest(torch.tensor([[102.0]]), 2, 1)[0, 0, 0, 0, 0] == 2.0  # keys after 2 glimpses
-    assert bank.nearest(torch.tensor([[0.0]]), 1, 7)[:, 0, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 0, 1]
+    assert bank.nearest(torch.tensor([[102.0]]), 2, 1)[0][0, 0, 0, 0, 0] == 2.0  # keys after 2 glimpses
+    assert bank.nearest(torch.tensor([[0.0]]), 1, 7)[0][:, 0, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 0, 1]
     vae = tiny_vae((1, 4, 4), clean_shape=(1, 4, 4))
-    canvas, same = imagine(vae, torch.tensor([[2.2]]), samples=2, batch=1, imagination=Imagination(bank=bank), t=1)
-    assert canvas is same and canvas[:, 0, 0, 0, 0].tolist() == [2.0, 3.0]
+    canvas, same, weights = imagine(vae, torch.tensor([[2.2]]), samples=2, batch=1,
+                                    imagination=Imagination(bank=bank), t=1)
+    assert canvas is same and weights is None and canvas[:, 0, 0, 0, 0].tolist() == [2.0, 3.0]
     for t in (None, 0, 3):
         with pytest.raises(ValueError, match="after 1..2 glimpses"):
             imagine(vae, torch.tensor([[2.2]]), samples=2, batch=1, imagination=Imagination(bank=bank), t=t)
+
+
+def test_belief_weights_mix_the_neighbours_beliefs_to_the_images():
+    # one-hot neighbours: the weighted mix of their classes is the image's belief, exactly
+    q = torch.eye(3)[torch.tensor([[0, 0, 1, 2], [1, 1, 1, 2]])]  # (B = 2, S = 4, C = 3)
+    belief = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    w = belief_weights(belief, q)  # (S, B)
+    torch.testing.assert_close(w.sum(0), torch.ones(2))
+    # a class no neighbour believes cannot be made up: the second image's 0.6 on class 0 is lost
+    torch.testing.assert_close((w.T[..., None] * q).sum(1)[0], belief[0])
+    torch.testing.assert_close((w.T[..., None] * q).sum(1)[1], torch.tensor([0.0, 0.75, 0.25]))
+    # neighbours that already believe what the image does keep equal weights
+    soft = torch.softmax(torch.randn(2, 1, 3), -1).expand(2, 5, 3)
+    torch.testing.assert_close(belief_weights(soft[:, 0], soft), torch.full((5, 2), 0.2))
+
+
+def test_a_bank_with_beliefs_weights_its_nearest_canvases_to_the_image_belief():
+    canvases = torch.arange(5.0)[:, None, None, None].expand(5, 1, 4, 4)  # canvas i is filled with i
+    keys = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    beliefs = torch.tensor([[0.9, 0.1], [0.1, 0.9], [1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    bank = Bank(dataset=TensorDataset(canvases, canvases, torch.arange(5)), keys=(keys,), beliefs=(beliefs,))
+    key, belief = torch.tensor([[2.2], [2.2]]), torch.tensor([[0.25, 0.75], [0.5, 0.5]])
+    near, weights = bank.nearest(key, 1, 2, belief)  # the nearest are 2 (class 0) and 3 (class 1)
+    assert near[:, :, 0, 0, 0].tolist() == [[2.0, 2.0], [3.0, 3.0]]
+    torch.testing.assert_close(weights, torch.tensor([[0.25, 0.5], [0.75, 0.5]]))
+    plain, none = bank.nearest(key, 1, 2)  # no belief: the same canvases, counted alike
+    assert none is None and torch.equal(plain, near)
+    # beliefs are read by the probe of glimpse t when the bank has probes, else by the classifier
+    h = torch.randn(3, 4)
+    probes = [(torch.randn(2, 4), torch.randn(2)), (torch.randn(2, 4), torch.randn(2))]
+    classifier = torch.nn.Linear(4, 2)
+    probed = Bank(dataset=bank.dataset, keys=(keys,), beliefs=(beliefs,), probes=probes)
+    torch.testing.assert_close(probed.belief(classifier, h, 2), probe_logits(probes, 1, h).softmax(-1))
+    torch.testing.assert_close(bank.belief(classifier, h, 2), classifier(h).softmax(-1))
+
+
+def test_weighted_eig_is_the_weighted_mutual_information_and_equal_weights_change_nothing():
+    g = torch.Generator().manual_seed(0)
+    p_prev = torch.softmax(torch.randn(3, 5, generator=g), -1)
+    p_next = torch.softmax(2 * torch.randn(8, 3, 5, generator=g), -1)  # (S, B, C)
+    w = torch.softmax(torch.randn(8, 3, generator=g), 0)  # (S, B)
+    for estimator in ("plugin", "jackknife"):
+        eig, gap = eig_from_samples(p_prev, p_next, estimator=estimator, weights=w)
+        torch.testing.assert_close(eig + gap, (w * kl_categorical(p_next, p_prev)).sum(0), atol=1e-6, rtol=0)
+        assert (eig >= 0).all()
+        even = eig_from_samples(p_prev, p_next, estimator=estimator, weights=torch.full((8, 3), 1 / 8))
+        for a, b in zip(even, eig_from_samples(p_prev, p_next, estimator=estimator)):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    p_bar = (w[..., None] * p_next).sum(0)
+    plugin = eig_from_samples(p_prev, p_next, estimator="plugin", weights=w)[0]
+    torch.testing.assert_close(plugin, entropy(p_bar) - (w * entropy(p_next)).sum(0), atol=1e-6, rtol=0)
+    # a sample of weight 0 changes nothing
+    padded = eig_from_samples(p_prev, torch.cat([p_next, p_next[:1].flip(-1)]), estimator="plugin",
+                              weights=torch.cat([w, torch.zeros(1, 3)]))
+    torch.testing.assert_close(padded[0], plugin, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("core,state", [("rnn", "h"), ("lstm", "hc")])
