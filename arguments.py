@@ -80,7 +80,7 @@ MODEL_FIELDS = (
 TRAINING_FIELDS = (
     "reward", "reward_beta", "training_mode", "classify_all", "reinforce_core", "actor_weight",
     "critic_weight", "data_seed", "lr_schedule", "batch_size", "subset", "data_source", "init_lr",
-    "max_grad_norm", "random_seed", "fresh_canvases",
+    "max_grad_norm", "random_seed", "fresh_canvases", "augment_rotation", "augment_scale",
 )
 
 # Settings a resume may change (how long to train, how to validate, how fast to compute):
@@ -90,7 +90,7 @@ RESUME_MAY_CHANGE = ("epochs", "train_patience", "M", "precision", "use_gpu")
 # Fields added after checkpoints were first shipped, with the value those checkpoints used.
 LEGACY_DEFAULTS = {"locator_hidden": 0, "lr_schedule": "plateau", "max_grad_norm": 0.0,
                    "first_glimpse": "learned", "pixel_mean": 0.0, "pixel_std": 1.0, "std_final": None,
-                   "fresh_canvases": False}
+                   "fresh_canvases": False, "augment_rotation": 0.0, "augment_scale": 0.0}
 
 
 class ConfigError(ValueError):
@@ -213,6 +213,13 @@ def build_parser():
                         "epoch (each digit's position and its clutter drawn again, seeded by --data_seed "
                         "and the epoch; epoch 1 is the cached set), so no canvas is seen twice; "
                         "validation and test keep theirs")
+    d.add_argument("--augment_rotation", type=float, default=0.0, metavar="DEGREES",
+                   help="with --fresh_canvases: turn each training digit by U(-DEGREES, DEGREES) before "
+                        "it is placed (drawn afresh every epoch from epoch 2; the clutter is cut from the "
+                        "turned digits); validation and test are never changed")
+    d.add_argument("--augment_scale", type=float, default=0.0, metavar="FRACTION",
+                   help="with --fresh_canvases: scale each training digit by U(1 - FRACTION, 1 + FRACTION) "
+                        "about its centre, likewise")
     d.add_argument("--data_seed", type=int, default=0,
                    help="seed of the translated/cluttered generator and of a folder's split (fixed "
                         "apart from --random_seed, so runs with different seeds see the same data)")
@@ -344,6 +351,13 @@ def _check(config):
     if config.fresh_canvases and config.data_type in ("mnist", "folder"):
         raise ConfigError(f"--fresh_canvases draws generated canvases; {config.data_type} has none "
                           f"(translated, cluttered, cluttered100, mnist-clut)")
+    if not (math.isfinite(config.augment_rotation) and 0 <= config.augment_rotation <= 180):
+        raise ConfigError(f"--augment_rotation must be in [0, 180] degrees, got {config.augment_rotation}")
+    if not (math.isfinite(config.augment_scale) and 0 <= config.augment_scale < 1):
+        raise ConfigError(f"--augment_scale must be in [0, 1), got {config.augment_scale}")
+    if (config.augment_rotation or config.augment_scale) and not config.fresh_canvases:
+        raise ConfigError("--augment_rotation and --augment_scale change the digits of each epoch's new "
+                          "canvases: add --fresh_canvases=True")
     if config.image_size is not None:
         if not folder:
             raise ConfigError(f"--image_size is for --data_type folder; {config.data_type} has its own size")

@@ -27,6 +27,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 from tqdm import tqdm
 
@@ -198,14 +199,55 @@ def epoch_rng(data_seed, epoch):
     return np.random.default_rng(np.random.SeedSequence([data_seed, len(SPLITS), epoch]))
 
 
+def affine_digits(digits, angle, factor, chunk_size=CHUNK):
+    """Digits (N, 28, 28) uint8, digit n turned by angle[n] radians and scaled by factor[n]
+    about the centre of its box -> (N, 28, 28) uint8.
+
+    Output pixel centre p (normalised to [-1, 1], y down) takes the bilinear value of the
+    input at R(angle) p / factor, zero outside the box, rounded; angle 0 and factor 1 give
+    the digit back exactly (pixel centres map onto pixel centres).
+    """
+    cos, sin = np.cos(angle) / factor, np.sin(angle) / factor  # (N,) each
+    zero = np.zeros_like(cos)
+    theta = torch.from_numpy(np.stack([np.stack([cos, -sin, zero], 1),
+                                       np.stack([sin, cos, zero], 1)], 1)).float()  # (N, 2, 3)
+    out = np.empty_like(digits)
+    for start in range(0, len(digits), chunk_size):
+        part = slice(start, min(start + chunk_size, len(digits)))
+        x = torch.from_numpy(digits[part]).float()[:, None]  # (B, 1, 28, 28)
+        grid = F.affine_grid(theta[part], list(x.shape), align_corners=False)  # (B, 28, 28, 2)
+        turned = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        out[part] = turned[:, 0].round().clamp_(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def augment_digits(digits, *, rotation, scale, rng):
+    """`affine_digits` with angle ~ U(-rotation, rotation) degrees and factor ~ U(1 - scale,
+    1 + scale) per digit, drawn up front from rng (--augment_rotation, --augment_scale)."""
+    angle = np.deg2rad(rng.uniform(-rotation, rotation, size=len(digits)))  # (N,)
+    factor = rng.uniform(1 - scale, 1 + scale, size=len(digits))  # (N,)
+    return affine_digits(digits, angle, factor)
+
+
 def redraw_canvases(dataset, config, epoch):
     """With --fresh_canvases, put epoch's canvases in a generated training set, in place:
     `generate` from the same digits (dataset.x_clean) with `epoch_rng`, so a resumed run
     sees what an unbroken one does. Epoch 1 keeps the cached canvases; about 2 s (60x60) to
-    4 s (100x100) per epoch for 50k images on one thread."""
+    4 s (100x100) per epoch for 50k images on one thread.
+
+    With --augment_rotation / --augment_scale the digits are first turned and scaled by
+    `augment_digits`, from a stream of their own, so positions and clutter placements are
+    those of the same run without augmentation: a controlled comparison. x_clean keeps the
+    digits as they are (it is never trained on).
+    """
     if not config.fresh_canvases or epoch <= 1:
         return
-    g = generate_for(config.data_type, dataset.x_clean[:, 0].numpy(), epoch_rng(config.data_seed, epoch))
+    digits = dataset.x_clean[:, 0].numpy()  # (N, 28, 28) uint8
+    if config.augment_rotation or config.augment_scale:
+        stream = np.random.default_rng(np.random.SeedSequence([config.data_seed, len(SPLITS), epoch, 1]))
+        digits = augment_digits(digits, rotation=config.augment_rotation, scale=config.augment_scale,
+                                rng=stream)
+    g = generate_for(config.data_type, digits, epoch_rng(config.data_seed, epoch))
     dataset.x, dataset.position = torch.from_numpy(g.canvas), torch.from_numpy(g.position)
 
 

@@ -136,6 +136,66 @@ def test_fresh_canvases_are_drawn_per_epoch_from_the_same_digits():
             assert (dataset.x[n, 0, r:r + 28, c:c + 28] >= dataset.x_clean[n, 0]).all()
 
 
+def slow_affine(digit, angle, factor):
+    """affine_digits for one digit, one pixel at a time: the output pixel centre p (normalised,
+    y down) reads the input at R(angle) p / factor by bilinear interpolation, zero outside."""
+    n = digit.shape[0]
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(n):
+            x, y = (2 * j + 1) / n - 1, (2 * i + 1) / n - 1
+            xs = (np.cos(angle) * x - np.sin(angle) * y) / factor
+            ys = (np.sin(angle) * x + np.cos(angle) * y) / factor
+            u, v = ((xs + 1) * n - 1) / 2, ((ys + 1) * n - 1) / 2  # input column, row
+            c0, r0 = int(np.floor(u)), int(np.floor(v))
+            for r, wr in ((r0, r0 + 1 - v), (r0 + 1, v - r0)):
+                for c, wc in ((c0, c0 + 1 - u), (c0 + 1, u - c0)):
+                    if 0 <= r < n and 0 <= c < n:
+                        out[i, j] += wr * wc * float(digit[r, c])
+    return np.clip(np.round(out), 0, 255)
+
+
+def test_affine_digits_equal_a_slow_loop_and_keep_the_identity_exact():
+    from data_loader import affine_digits
+
+    digits = random_digits(5, seed=3)
+    angle, factor = np.array([0.3, -0.5, 1.0, 0.0, 2.0]), np.array([1.1, 0.85, 1.0, 1.3, 0.9])
+    turned = affine_digits(digits, angle, factor, chunk_size=2)
+    for n in range(5):  # float32 in torch against float64 here: a rounding may differ by 1
+        assert np.abs(turned[n].astype(int) - slow_affine(digits[n], angle[n], factor[n])).max() <= 1
+    assert np.array_equal(affine_digits(digits, np.zeros(5), np.ones(5)), digits)
+    quarter = affine_digits(digits, np.full(5, np.pi / 2), np.ones(5))  # pixel centres onto pixel centres
+    assert np.array_equal(quarter, np.rot90(digits, k=1, axes=(1, 2)))
+
+
+def test_augmented_fresh_canvases_turn_the_digits_and_keep_the_layout():
+    from data_loader import ImageSet, redraw_canvases
+
+    digits = np.zeros((32, 28, 28), np.uint8)
+    digits[:, 4:24, 12:16] = 200  # an upright bar: turning it moves pixels off the column
+    g = make(digits, "translated")
+
+    def canvases(epoch, *flags):
+        dataset = ImageSet(g.canvas, digits[:, None], np.zeros(32, np.int64), 10, position=g.position)
+        redraw_canvases(dataset, get_config(["--data_type=translated", "--fresh_canvases=True", *flags]), epoch)
+        return dataset
+
+    plain, turned = canvases(2), canvases(2, "--augment_rotation=30", "--augment_scale=0.2")
+    assert torch.equal(turned.position, plain.position)  # the same layout: only the digits differ
+    assert torch.equal(turned.x_clean, plain.x_clean)  # the clean digits are kept as they are
+    assert torch.equal(canvases(1, "--augment_rotation=30").x, torch.as_tensor(g.canvas))  # epoch 1: cached
+    again = canvases(2, "--augment_rotation=30", "--augment_scale=0.2")
+    assert torch.equal(again.x, turned.x) and not torch.equal(canvases(3, "--augment_rotation=30",
+                                                                        "--augment_scale=0.2").x, turned.x)
+    changed = 0
+    for n in range(32):
+        r, c = turned.position[n].tolist()
+        box = turned.x[n, 0, r:r + 28, c:c + 28]
+        assert turned.x[n].sum() == box.sum()  # the turned digit stays inside its box
+        changed += not torch.equal(box, plain.x[n, 0, r:r + 28, c:c + 28])
+    assert changed >= 30  # U(-30, 30) degrees and U(0.8, 1.2): a digit left as it was is rare
+
+
 def test_digit_under_clutter_equal_where_no_piece_overlaps():
     digits = random_digits(80)
     g = make(digits, "cluttered")
