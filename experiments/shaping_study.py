@@ -7,12 +7,15 @@
 
 reads report/<RUN>/metrics.json of each tested run, appends one line per run and glimpse to
 experiments/shaping_glimpses.csv (the numbers the README's table is made of, kept in git
-while report/ is not), and prints the table: per mode and glimpse t, the mean and standard
-deviation over seeds of the accuracy, IG, EIG, EIG gap and ECE of the RAM's own beliefs and
-the probe's accuracy, IG and EIG; then each mode's test error at M = 1.
+while report/ is not; a run's lines are written once), and prints the table: per mode and
+glimpse t, the mean and standard deviation over seeds of the accuracy, IG, EIG, EIG gap and
+ECE of the RAM's own beliefs and the probe's accuracy, IG and EIG; then each mode's test
+error at M = 1. A run whose report is gone (report/ does not outlive a working session) is
+taken from its lines in that CSV, so runs of several sessions make one table.
 """
 
 import argparse
+import csv
 import json
 import os
 import statistics
@@ -26,14 +29,26 @@ KEYS = ("accuracy", "ig", "eig", "eig_gap", "ece", "probe_accuracy", "probe_ig",
 COLUMNS = ("task", "mode", "run", "seed", "t", *KEYS, "test_error_M1", "imagine")
 
 
-def read(run, report_dir):
+def recorded(path):
+    """The lines already in the CSV at path (dicts of strings), [] when there is none."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_lines(task, mode, run, report_dir, known):
+    """The per-glimpse lines of one run: from its report, else from its recorded lines."""
     path = os.path.join(report_dir, run, "metrics.json")
-    if not os.path.isfile(path):
-        print(f"shaping_study.py: error: no {path}: test the run first (python main.py --is_train=False ...)",
-              file=sys.stderr)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return list(rows(task, mode, run, json.load(f)))
+    lines = [r for r in known if (r["task"], r["mode"], r["run"]) == (task, mode, run)]
+    if not lines:
+        print(f"shaping_study.py: error: no {path} and no {mode} lines of {run} in the CSV: test the run "
+              f"first (python main.py --is_train=False ...)", file=sys.stderr)
         sys.exit(2)
-    with open(path) as f:
-        return json.load(f)
+    return lines
 
 
 def rows(task, mode, run, report):
@@ -79,17 +94,20 @@ def main(argv=None):
     parser.add_argument("--runs", action="append", required=True, metavar="MODE=RUN,RUN",
                         help="a mode and its runs (repeat per mode)")
     parser.add_argument("--report_dir", default=os.path.join(ROOT, "report"))
+    parser.add_argument("--csv", default=OUT, help="the per-glimpse lines, read and appended to")
     parser.add_argument("--no_csv", action="store_true", help="print the table without appending to the CSV")
     opts = parser.parse_args(argv)
+    known = recorded(opts.csv)
     lines = []
     for spec in opts.runs:
         mode, _, runs = spec.partition("=")
         if not runs:
             parser.error(f"--runs {spec}: expected MODE=RUN[,RUN...]")
         for run in runs.split(","):
-            lines += list(rows(opts.task, mode, run, read(run, opts.report_dir)))
+            lines += run_lines(opts.task, mode, run, opts.report_dir, known)
     if not opts.no_csv:
-        append_csv(OUT, COLUMNS, lines)
+        seen = {(r["task"], r["mode"], r["run"], str(r["t"])) for r in known}
+        append_csv(opts.csv, COLUMNS, [r for r in lines if (r["task"], r["mode"], r["run"], str(r["t"])) not in seen])
     print(table(lines))
 
 

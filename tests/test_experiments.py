@@ -110,6 +110,17 @@ def test_shaping_study_tabulates_mean_and_spread_over_seeds(tmp_path):
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
     assert "no " in missing.stderr and "nope" in missing.stderr
 
+    # Recorded once; a run whose report is gone is read back from its recorded lines.
+    study, glimpses = os.path.join(ROOT, "experiments", "shaping_study.py"), str(tmp_path / "glimpses.csv")
+    args = ["--task", "toy", "--runs", "A=a1,a2", "--runs", "B=b1", "--report_dir", str(tmp_path), "--csv", glimpses]
+    first = run(study, *args)
+    assert first.returncode == 0 and first.stdout == done.stdout, first.stderr
+    (tmp_path / "a2" / "metrics.json").unlink()
+    again = run(study, *args)
+    assert again.returncode == 0 and again.stdout == done.stdout, again.stderr
+    with open(glimpses) as f:
+        assert len(f.read().splitlines()) == 1 + 3 * 2  # the header, then 3 runs x 2 glimpses, once
+
 
 def table_rows(tmp_path, task, base, runs):
     """The results table's lines of `task` for result lines (name, seed, test error, extra
