@@ -193,10 +193,11 @@ def generate_for(data_type, digits, rng, **kw):
                     clutter_size=spec["clutter_size"], rng=rng, **kw)
 
 
-def epoch_rng(data_seed, epoch):
+def epoch_rng(data_seed, epoch, *stream):
     """The RNG of epoch's fresh training canvases (--fresh_canvases): a stream per (data_seed,
-    epoch), apart from every split's (`split_rng` takes two numbers, this three)."""
-    return np.random.default_rng(np.random.SeedSequence([data_seed, len(SPLITS), epoch]))
+    epoch), apart from every split's (`split_rng` takes two numbers, this three); further
+    numbers in `stream` give that epoch another stream of its own (the augmentation's)."""
+    return np.random.default_rng(np.random.SeedSequence([data_seed, len(SPLITS), epoch, *stream]))
 
 
 def affine_digits(digits, angle, factor, chunk_size=CHUNK):
@@ -244,9 +245,8 @@ def redraw_canvases(dataset, config, epoch):
         return
     digits = dataset.x_clean[:, 0].numpy()  # (N, 28, 28) uint8
     if config.augment_rotation or config.augment_scale:
-        stream = np.random.default_rng(np.random.SeedSequence([config.data_seed, len(SPLITS), epoch, 1]))
         digits = augment_digits(digits, rotation=config.augment_rotation, scale=config.augment_scale,
-                                rng=stream)
+                                rng=epoch_rng(config.data_seed, epoch, 1))
     g = generate_for(config.data_type, digits, epoch_rng(config.data_seed, epoch))
     dataset.x, dataset.position = torch.from_numpy(g.canvas), torch.from_numpy(g.position)
 

@@ -37,13 +37,18 @@ def recorded(path):
         return list(csv.DictReader(f))
 
 
+def key(line):
+    """What names one line of the CSV: (task, mode, run, glimpse t)."""
+    return line["task"], line["mode"], line["run"], str(line["t"])
+
+
 def run_lines(task, mode, run, report_dir, known):
     """The per-glimpse lines of one run: from its report, else from its recorded lines."""
     path = os.path.join(report_dir, run, "metrics.json")
     if os.path.isfile(path):
         with open(path) as f:
             return list(rows(task, mode, run, json.load(f)))
-    lines = [r for r in known if (r["task"], r["mode"], r["run"]) == (task, mode, run)]
+    lines = [r for r in known if key(r)[:3] == (task, mode, run)]
     if not lines:
         print(f"shaping_study.py: error: no {path} and no {mode} lines of {run} in the CSV: test the run "
               f"first (python main.py --is_train=False ...)", file=sys.stderr)
@@ -106,8 +111,8 @@ def main(argv=None):
         for run in runs.split(","):
             lines += run_lines(opts.task, mode, run, opts.report_dir, known)
     if not opts.no_csv:
-        seen = {(r["task"], r["mode"], r["run"], str(r["t"])) for r in known}
-        append_csv(opts.csv, COLUMNS, [r for r in lines if (r["task"], r["mode"], r["run"], str(r["t"])) not in seen])
+        seen = {key(r) for r in known}
+        append_csv(opts.csv, COLUMNS, [r for r in lines if key(r) not in seen])
     print(table(lines))
 
 
