@@ -29,12 +29,24 @@ KEYS = ("accuracy", "ig", "eig", "eig_gap", "ece", "probe_accuracy", "probe_ig",
 COLUMNS = ("task", "mode", "run", "seed", "t", *KEYS, "test_error_M1", "imagine")
 
 
+def fail(message):
+    """One line on stderr and exit code 2: what a researcher's bad input gets."""
+    print(f"shaping_study.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def recorded(path):
     """The lines already in the CSV at path (dicts of strings), [] when there is none."""
+    if os.path.isdir(path):
+        fail(f"--csv {path} is a folder; give the path of a CSV file")
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            fail(f"--csv {path} is not a per-glimpse CSV of this script: its header lacks {', '.join(missing)}")
+        return list(reader)
 
 
 def key(line):
@@ -50,9 +62,8 @@ def run_lines(task, mode, run, report_dir, known):
             return list(rows(task, mode, run, json.load(f)))
     lines = [r for r in known if key(r)[:3] == (task, mode, run)]
     if not lines:
-        print(f"shaping_study.py: error: no {path} and no {mode} lines of {run} in the CSV: test the run "
-              f"first (python main.py --is_train=False ...)", file=sys.stderr)
-        sys.exit(2)
+        fail(f"no {path} and no {mode} lines of {run} in the CSV: test the run first "
+             f"(python main.py --is_train=False ...)")
     return lines
 
 
@@ -112,6 +123,7 @@ def main(argv=None):
             lines += run_lines(opts.task, mode, run, opts.report_dir, known)
     if not opts.no_csv:
         seen = {key(r) for r in known}
+        os.makedirs(os.path.dirname(os.path.abspath(opts.csv)), exist_ok=True)
         append_csv(opts.csv, COLUMNS, [r for r in lines if key(r) not in seen])
     print(table(lines))
 

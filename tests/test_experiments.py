@@ -121,6 +121,19 @@ def test_shaping_study_tabulates_mean_and_spread_over_seeds(tmp_path):
     with open(glimpses) as f:
         assert len(f.read().splitlines()) == 1 + 3 * 2  # the header, then 3 runs x 2 glimpses, once
 
+    # --csv in a folder not made yet is made; a folder, or a CSV of something else, is refused.
+    nested = tmp_path / "new" / "glimpses.csv"
+    args = ["--task", "toy", "--runs", "A=a1", "--report_dir", str(tmp_path), "--csv"]  # a2's report is gone
+    made = run(study, *args, str(nested))
+    assert made.returncode == 0 and nested.is_file(), made.stderr
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a,b\n1,2\n")
+    for path in (tmp_path, foreign):
+        refused = run(study, *args, str(path))
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "--csv" in refused.stderr
+    assert foreign.read_text() == "a,b\n1,2\n"
+
 
 def table_rows(tmp_path, task, base, runs):
     """The results table's lines of `task` for result lines (name, seed, test error, extra
