@@ -78,8 +78,10 @@ def record(task, args, results=RESULTS):
 
 
 def append_csv(path, columns, rows):
-    """Append rows (dicts) to the CSV at path, with its header when the file is new."""
+    """Append rows (dicts) to the CSV at path, with its header when the file is new (and its
+    folder made when missing)."""
     new = not os.path.exists(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         if new:

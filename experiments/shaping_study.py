@@ -123,7 +123,6 @@ def main(argv=None):
             lines += run_lines(opts.task, mode, run, opts.report_dir, known)
     if not opts.no_csv:
         seen = {key(r) for r in known}
-        os.makedirs(os.path.dirname(os.path.abspath(opts.csv)), exist_ok=True)
         append_csv(opts.csv, COLUMNS, [r for r in lines if key(r) not in seen])
     print(table(lines))
 
