@@ -269,11 +269,13 @@ def build_parser():
     e.add_argument("--imagine_bank", type=int, default=20000,
                    help="with --imagine neighbours: how many training images (the first, in order) "
                         "the nearest canvases are taken from")
-    e.add_argument("--imagine_weights", default="uniform", choices=["uniform", "belief"],
-                   help="with --imagine neighbours: the S neighbours count alike (uniform), or are "
-                        "importance-weighted so that their own beliefs after as many glimpses mix to the "
-                        "image's (belief; read by the linear probes when fitted, --probe_images, else by "
-                        "the RAM's classifier)")
+    e.add_argument("--imagine_weights", default="tilted", choices=["uniform", "belief", "tilted"],
+                   help="with --imagine neighbours: the S neighbours are weighted so that their own "
+                        "beliefs after as many glimpses mix to the image's (read by the linear probes when "
+                        "fitted, --probe_images, else by the RAM's classifier), by the weights nearest to "
+                        "equal that match the mix (tilted, the default since 2026-12-02) or by importance "
+                        "weights exact for certain neighbours (belief); or count alike (uniform, the "
+                        "default before)")
     e.add_argument("--imagine_prior", default="data", choices=["data", "vae"],
                    help="before the first glimpse, imagine random training canvases (data: the prior "
                         "predictive) or decode z ~ N(0, I) (vae)")
@@ -464,6 +466,16 @@ def get_config(argv=None, parser=None):
         parser.error(str(err))
     if not config.run_name:
         config.run_name = run_name(config)
+    return config
+
+
+def probed_run_config(main_args, images):
+    """The config of a trained run for an experiment that reads its probes on `images` images:
+    main.py's flags after `--` (the run's test command) with --is_train=False. Raises
+    ConfigError unless `images` and --probe_images are positive."""
+    config = get_config([a for a in main_args if a != "--"] + ["--is_train=False"])
+    if images <= 0 or config.probe_images <= 0:
+        raise ConfigError(f"--images and --probe_images must be positive, got {images} and {config.probe_images}")
     return config
 
 

@@ -23,8 +23,8 @@ from tqdm import tqdm
 import folders
 from arguments import ConfigError
 from faults import Stopped
-from information import (Bank, Imagination, calibration, expected_information_gain, fit_probe, fit_temperature,
-                         information_gain, probe_logits, spread_check)
+from information import (TILT_RIDGE, Bank, Imagination, calibration, expected_information_gain, fit_probe,
+                         fit_temperature, information_gain, probe_logits, spread_check)
 from plots import animate_glimpses, draw_report, plot_curves, plot_image_explanation
 from policies import compare_policies
 from utils import GlimpseMeter, glimpse_table, rng_state, seed_everything, set_rng_state
@@ -263,7 +263,7 @@ def imagination_settings(config, model, vae, data, device, *, states=None, probe
 
     The prior is the first `prior_images` training canvases (in order). --imagine neighbours
     takes the first --imagine_bank training canvases and their `states` (`training_states`)
-    as the bank; with --imagine_weights belief it weights the neighbours to the image's belief,
+    as the bank; with --imagine_weights belief or tilted it weights the neighbours to the image's belief,
     read by `probes` when given (else by the RAM's classifier). Otherwise the VAE imagines,
     and with --imagine_scale=auto its posterior width is the one of SCALES whose imagined
     glimpses best predict the real ones
@@ -275,12 +275,13 @@ def imagination_settings(config, model, vae, data, device, *, states=None, probe
         prior = train[torch.arange(min(prior_images, len(train)))][0].to(device)  # (N, C_in, H, W)
     settings = {"draw": config.imagine, "prior": config.imagine_prior}
     if config.imagine == "neighbours":
-        weighted = config.imagine_weights == "belief"
+        weighted = config.imagine_weights != "uniform"
         bank = neighbour_bank(vae, states, train, device, images=config.imagine_bank, model=model, probes=probes,
-                              weighted=weighted)
+                              weighted=weighted, weighting=config.imagine_weights)
         settings["bank"] = min(config.imagine_bank, len(states.h))
         if weighted:
-            settings["weights"] = "probe belief" if probes else "classifier belief"
+            settings["weights"] = ("probe belief" if probes else "classifier belief") + (
+                f", tilted (ridge {TILT_RIDGE})" if config.imagine_weights == "tilted" else "")
         return Imagination(prior=prior, bank=bank), settings
     make = functools.partial(Imagination, bernoulli=config.imagine == "bernoulli", prior=prior)
     if config.imagine_scale != "auto" or config.num_glimpses == 1:  # one glimpse: always from the prior
@@ -350,15 +351,17 @@ def glimpse_probes(model, states, device, *, images, fit="labels"):
 
 
 @torch.no_grad()
-def neighbour_bank(vae, states, dataset, device, *, images, model=None, probes=None, weighted=False):
+def neighbour_bank(vae, states, dataset, device, *, images, model=None, probes=None, weighted=False,
+                   weighting="belief"):
     """The neighbour imagination's `information.Bank`: the first `images` training canvases,
     keyed by the VAE's input (`vae.state_input`) after each glimpse but the last. Weighted, the
     bank also holds each state's belief, read by `probes` when given, else by the model's
-    classifier, and weights the neighbours to the image's belief."""
+    classifier, and weights the neighbours to the image's belief (`weighting`: "belief" or
+    "tilted", `information.Bank`)."""
     h, c = states.h[:images], None if states.c is None else states.c[:images]
     keys = tuple(vae.state_input(h[:, t].to(device), None if c is None else c[:, t].to(device))
                  for t in range(h.shape[1] - 1))  # each (N, D or 2D)
-    bank = Bank(dataset=dataset, keys=keys, probes=probes if weighted else None)
+    bank = Bank(dataset=dataset, keys=keys, probes=probes if weighted else None, weighting=weighting)
     if not weighted:
         return bank
     beliefs = tuple(torch.cat([bank.belief(model.classifier, chunk.to(device), t + 1).cpu()

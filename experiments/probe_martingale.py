@@ -24,7 +24,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from arguments import PROBE_FITS, ConfigError, exit_on_config_error, get_config  # noqa: E402
+from arguments import PROBE_FITS, exit_on_config_error, probed_run_config  # noqa: E402
 from data_loader import get_data  # noqa: E402
 from explain import States, glimpse_probes, training_states  # noqa: E402
 from information import eig_from_samples, probe_logits  # noqa: E402
@@ -49,10 +49,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=3000, help="test images (the first, in order)")
     parser.add_argument("main_args", nargs=argparse.REMAINDER, help="-- then main.py's flags of the run")
     args = parser.parse_args(argv)
-    config = get_config([a for a in args.main_args if a != "--"] + ["--is_train=False"])
-    if args.images <= 0 or config.probe_images <= 0:
-        raise ConfigError(f"--images and --probe_images must be positive, got {args.images} and "
-                          f"{config.probe_images}")
+    config = probed_run_config(args.main_args, args.images)
     data = get_data(config)
     trainer = Trainer(config, data)
     trainer.load("best.pt")

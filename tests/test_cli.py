@@ -44,8 +44,10 @@ def test_smoke_train_then_test(run_cli, tmp_path):
                 "probe_eig_over_ig", "glimpse_nll", "glimpse_nll_se"):
         assert len(metrics["per_glimpse"][key]) == 3, key
     g = metrics["per_glimpse"]
-    # the defaults: the neighbours of the first 20,000 (here all 256) training images, the data prior
-    assert metrics["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 256}
+    # the defaults: the neighbours of the first 20,000 (here all 256) training images, tilted to
+    # the probes' belief, the data prior
+    assert metrics["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 256,
+                                      "weights": "probe belief, tilted (ridge 0.05)"}
     assert all(v >= 0 for v in g["probe_eig"] + g["probe_eig_gap"] + g["glimpse_nll"])
     assert all(v >= 0 for v in g["eig"] + g["eig_gap"]) and all(0 <= v <= 1 for v in g["ece"])
     assert sum(map(sum, metrics["reliability"]["count"])) == 3 * 256
@@ -308,7 +310,8 @@ def test_the_neighbour_imagination_reports_and_drives_the_eig_policy(run_main, t
     run_main(*args, "--epochs=1")
     report = run_main(*args, "--is_train=False", "--imagine=neighbours", "--imagine_bank=64",
                       "--policy", "learned", "eig", "--policy_images=16", "--eig_candidates=3")
-    assert report["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 64}
+    assert report["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 64,
+                                     "weights": "probe belief, tilted (ridge 0.05)"}
     assert report["eig_estimator"] == "jackknife" and report["probe_fit"] == "labels"
     g = report["per_glimpse"]
     assert all(v >= 0 and math.isfinite(v) for v in g["eig"] + g["probe_eig"] + g["glimpse_nll"])
@@ -322,16 +325,16 @@ def test_the_neighbour_imagination_reports_and_drives_the_eig_policy(run_main, t
 def test_neighbours_weighted_to_the_belief_report_how(run_main, tmp_path):
     args = [*SMALL, "--run_name=weighted"]
     run_main(*args, "--epochs=1")
-    for probe_images, read in ((200, "probe"), (0, "classifier")):
-        report = run_main(*args, "--is_train=False", "--imagine_bank=64", "--imagine_weights=belief",
+    for probe_images, weights, read in ((200, "belief", "probe belief"), (0, "belief", "classifier belief"),
+                                        (200, "tilted", "probe belief, tilted (ridge 0.05)")):
+        report = run_main(*args, "--is_train=False", "--imagine_bank=64", f"--imagine_weights={weights}",
                           f"--probe_images={probe_images}", "--policy", "learned", "eig", "--policy_images=8",
                           "--eig_candidates=3")
-        assert report["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 64,
-                                         "weights": f"{read} belief"}
+        assert report["imagination"] == {"draw": "neighbours", "prior": "data", "bank": 64, "weights": read}
         g = report["per_glimpse"]
         assert all(v >= 0 and math.isfinite(v) for v in g["eig"] + g["glimpse_nll"] + report["policies"]["eig"]["eig"])
         summary = (tmp_path / "report" / "weighted" / "summary.md").read_text()
-        assert f"weighted to the image's {read} belief" in summary
+        assert f"weighted to the image's {read}" in summary
 
 
 def test_batch_size_one_trains_and_reports(run_main, tmp_path):

@@ -77,6 +77,29 @@ def test_probe_martingale_compares_both_probe_fits_on_a_shipped_model(tmp_path):
         assert "must be positive" in refused.stderr
 
 
+def test_neighbour_weights_compares_the_weightings_on_a_shipped_model(tmp_path):
+    script = os.path.join(ROOT, "experiments", "neighbour_weights.py")
+    model = ["--ckpt_dir", "models", "--run_name", "paper_mnist_std0.1-0.03_s3", f"--data_dir={tmp_path}"]
+    small = ["--random_seed", "3", "--probe_images", "300", "--imagine_bank", "300", "--eig_samples", "4"]
+    done = run(script, "--images", "40", "--ridges", "0.1", "0.01", "--", *model, *small)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("probe EIG/IG")][0]
+    rows = [line.split() for line in lines[header + 1:]]
+    names = [" ".join(row[:row.index("EIG/IG")]) for row in rows if "EIG/IG" in row]
+    assert names == ["uniform", "belief", "tilted 0.1", "tilted 0.01"], done.stdout
+    gaps = [row for row in rows if row[0] == "gap"]
+    assert len(gaps) == 4 and all(len(row) == 1 + 6 + 4 for row in gaps), done.stdout  # 6 glimpses, verdict
+    assert all(abs(float(v)) < 5 for row in gaps for v in row[1:7])
+    assert all(row[-1] in ("met", "missed") for row in gaps)
+    assert rows[0][0] == "IG" and len(rows[0]) == 7
+    for bad, said in ((["--images", "0", "--"], "must be positive"), (["--ridges", "0", "--"], "must be positive"),
+                      (["--", "--imagine", "bernoulli"], "has none")):
+        refused = run(script, *bad, *model)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert said in refused.stderr
+
+
 def test_paper_table_refuses_an_unknown_or_missing_task():
     for argv in ([], ["mnist60"]):
         done = subprocess.run(["bash", os.path.join(ROOT, "experiments", "paper_table.sh"), *argv],

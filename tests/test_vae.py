@@ -1,6 +1,7 @@
 """The hidden-state VAE, its ELBO and training on a frozen RAM, and the information measures,
 against closed forms, hand-worked values and slow references."""
 
+import dataclasses
 import json
 import math
 import os
@@ -14,7 +15,7 @@ from arguments import DATASETS, ESTIMATORS, ConfigError
 from conftest import tiny_ram
 from information import (Bank, Imagination, belief_weights, calibration, eig_from_samples, entropy, expected_information_gain, fit_probe,
                          fit_temperature, glimpse_nll, imagine, information_gain, kl_categorical,
-                         probe_logits, spread_check)
+                         probe_logits, spread_check, tilted_weights)
 from utils import atomic_save
 from vae import (VAE_FORMAT, HiddenStateVAE, decoded_per_glimpse, elbo_loss, glimpse_batch, hidden_states,
                  kl_divergence, load_vae, normalise_settings, reconstruction_errors, save_vae, train_vae)
@@ -667,6 +668,31 @@ def test_belief_weights_mix_the_neighbours_beliefs_to_the_images():
     torch.testing.assert_close(belief_weights(soft[:, 0], soft), torch.full((5, 2), 0.2))
 
 
+def test_tilted_weights_match_any_mix_and_stay_as_even_as_matching_allows():
+    g = torch.Generator().manual_seed(0)
+    q = torch.softmax(2 * torch.randn(4, 16, 10, generator=g), -1)  # (B, S, C): soft neighbours
+    inside = torch.softmax(torch.randn(4, 16, generator=g), -1)  # a mix of the neighbours' beliefs
+    belief = (inside[..., None] * q).sum(1)  # (B, C), inside their hull
+    w = tilted_weights(belief, q, ridge=1e-6, steps=60)  # (S, B)
+    torch.testing.assert_close(w.sum(0), torch.ones(4))
+    torch.testing.assert_close((w.T[..., None] * q).sum(1), belief, atol=1e-4, rtol=0)
+    # belief_weights are exact only for one-hot neighbours: on these they miss the mix
+    assert ((belief_weights(belief, q).T[..., None] * q).sum(1) - belief).abs().max() > 1e-2
+    # nearest to equal: log w_s is affine in q_s, so no other matching weights are more even;
+    # an equal-weight mix keeps equal weights
+    torch.testing.assert_close(tilted_weights(q.mean(1), q), torch.full((16, 4), 1 / 16))
+    entropy_w = -(w * w.log()).sum(0)
+    assert (entropy_w >= -(inside.T * inside.T.log()).sum(0) - 1e-5).all()
+    # a belief no mix can reach (class 0, which no neighbour believes): finite weights whose
+    # mix moves towards it as far as the ridge lets them
+    one_hot = torch.eye(3)[torch.tensor([[1, 1, 2, 2]])]  # (1, 4, 3)
+    far = torch.tensor([[0.6, 0.3, 0.1]])
+    w = tilted_weights(far, one_hot)
+    assert torch.isfinite(w).all() and abs(float(w.sum()) - 1) < 1e-6
+    mix = (w.T[..., None] * one_hot).sum(1)[0]
+    assert mix[1] > mix[2] and float(mix[0]) == 0.0
+
+
 def test_a_bank_with_beliefs_weights_its_nearest_canvases_to_the_image_belief():
     canvases = torch.arange(5.0)[:, None, None, None].expand(5, 1, 4, 4)  # canvas i is filled with i
     keys = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]])
@@ -678,6 +704,9 @@ def test_a_bank_with_beliefs_weights_its_nearest_canvases_to_the_image_belief():
     torch.testing.assert_close(weights, torch.tensor([[0.25, 0.5], [0.75, 0.5]]))
     plain, none = bank.nearest(key, 1, 2)  # no belief: the same canvases, counted alike
     assert none is None and torch.equal(plain, near)
+    tilted = dataclasses.replace(bank, weighting="tilted")
+    torch.testing.assert_close(tilted.nearest(key, 1, 2, belief)[1],
+                               tilted_weights(belief, torch.stack([beliefs[[2, 3]]] * 2)))
     # beliefs are read by the probe of glimpse t when the bank has probes, else by the classifier
     h = torch.randn(3, 4)
     probes = [(torch.randn(2, 4), torch.randn(2)), (torch.randn(2, 4), torch.randn(2))]
@@ -706,6 +735,35 @@ def test_weighted_eig_is_the_weighted_mutual_information_and_equal_weights_chang
     padded = eig_from_samples(p_prev, torch.cat([p_next, p_next[:1].flip(-1)]), estimator="plugin",
                               weights=torch.cat([w, torch.zeros(1, 3)]))
     torch.testing.assert_close(padded[0], plugin, atol=1e-6, rtol=0)
+
+
+def test_the_weighted_jackknife_removes_the_bias_when_the_weights_differ():
+    """The setting of the unweighted jackknife test, with weights softmax(z / 2) drawn apart from
+    the beliefs (effective sample size about 6.6 of S = 8): the true gap is still 0. The
+    plugin puts about 0.32 nats into it; the weighted jackknife before 2026-12-02 (n H(p_bar) -
+    (n - 1) sum_i w_i H(p_bar without i)) left 0.10; today's leaves under 0.04, about what
+    the equal-weight jackknife leaves at S = 6. A sample of weight 0 changes nothing."""
+    g = torch.Generator().manual_seed(5)
+    C, S, B = 10, 8, 20_000
+    true_eig = math.log(C) - entropy((3 * torch.randn(10**6, C, generator=g)).softmax(-1)).mean()
+    p_next = (3 * torch.randn(S, B, C, generator=g)).softmax(-1)
+    p_prev = torch.full((B, C), 1 / C)
+    w = (0.5 * torch.randn(S, B, generator=g)).softmax(0)
+    assert 6 < (1 / (w ** 2).sum(0)).mean() < 7
+    eig, gap = eig_from_samples(p_prev, p_next, estimator="plugin", weights=w)
+    assert gap.mean() > 0.25
+    eig, gap = eig_from_samples(p_prev, p_next, estimator="jackknife", weights=w)
+    assert abs(gap.mean()) < 0.04 and abs(eig.mean() - true_eig) < 0.04 and (eig >= 0).all()
+    padded = eig_from_samples(p_prev, torch.cat([p_next, p_next[:1].flip(-1)]),
+                              weights=torch.cat([w, torch.zeros(1, B)]))
+    for a, b in zip(padded, (eig, gap)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    # all the weight on one sample: its belief, no information and no correction
+    one = torch.zeros(S, B)
+    one[3] = 1
+    eig, gap = eig_from_samples(p_prev, p_next, weights=one)
+    assert (eig < 1e-6).all()
+    torch.testing.assert_close(gap, kl_categorical(p_next[3], p_prev), atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("core,state", [("rnn", "h"), ("lstm", "hc")])
