@@ -180,12 +180,14 @@ def tilted_weights(belief, q, *, ridge=TILT_RIDGE, steps=30):
         w = (q * lam[:, None]).sum(-1).softmax(1)  # (B, S)
         mix = (w[..., None] * q).sum(1)  # (B, C)
         grad = mix - p + ridge * lam
+        if grad.abs().max() < 1e-9:  # converged for every image
+            break
         d = q - mix[:, None]
         hessian = torch.einsum("bs,bsc,bsk->bck", w, d, d) + ridge * eye
         step = torch.linalg.solve(hessian, grad[..., None])[..., 0]
         before, size = objective(lam), torch.ones_like(lam[:, 0])
         for _ in range(20):
-            rises = objective(lam - size[:, None] * step) > before
+            rises = objective(lam - size[:, None] * step) > before + 1e-12  # not rounding
             if not rises.any():
                 break
             size = torch.where(rises, size / 2, size)
